@@ -1,0 +1,282 @@
+// Package dnssrv is edgesim's embedded authoritative DNS server: it answers, as the outside world
+// sees them, the MRA discovery records of many tenants (_collab-edge._tls SRV, the edge hosts'
+// A/AAAA, SOA and NS), and NXDOMAIN for _cisco-uds._tcp so that clients choose MRA.
+//
+// Zones come from a Zones implementation, so a million tenant zones need not be materialised;
+// MapZones serves small configurations. WriteZoneFile exports a zone as a master file that BIND,
+// NSD or CoreDNS load, for running the same records on a real server.
+package dnssrv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Errors a caller can test for.
+var (
+	ErrBadConfig  = errors.New("dnssrv: bad config")             // a Config field is out of range
+	ErrBadZone    = errors.New("dnssrv: bad zone")               // a Zone fails Validate
+	ErrStarted    = errors.New("dnssrv: server already started") // Start called twice
+	ErrNotStarted = errors.New("dnssrv: server not started")     // Shutdown before Start
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultAddr           = "127.0.0.1:5353"
+	DefaultNameserver     = "ns.edgesim.test"
+	DefaultTTL            = 60 * time.Second
+	DefaultTCPIdleTimeout = 8 * time.Second
+	DefaultMaxUDPSize     = 1232 // DNS flag day 2020: no IP fragmentation
+)
+
+// listenAttempts bounds the retries when port 0 gives a UDP port whose TCP twin is taken.
+const listenAttempts = 8
+
+// Config configures a Server. Zero values mean the defaults above; New resolves them.
+type Config struct {
+	// Addr is the host:port served over both UDP and TCP. Port 0 picks a free port, the same
+	// for both transports. Default DefaultAddr.
+	Addr string
+	// Zones is what the server is authoritative for. Required.
+	Zones Zones
+	// Nameserver is the server's own host name (e.g. ns.sp.example), used as NS target and SOA
+	// MNAME; its address records come from whichever served zone holds it. Default
+	// DefaultNameserver.
+	Nameserver string
+	// TTL of every record and the negative-caching TTL (SOA MINIMUM), whole seconds. Default
+	// DefaultTTL.
+	TTL time.Duration
+	// TCPIdleTimeout is how long a TCP connection may wait idle for its next query. Default
+	// DefaultTCPIdleTimeout.
+	TCPIdleTimeout time.Duration
+	// MaxUDPSize caps the UDP answer size a client's EDNS0 may ask for; it is also the size the
+	// server advertises and its UDP read buffer. 512..65535, default DefaultMaxUDPSize.
+	MaxUDPSize int
+	// Logger receives the server's logs (named "dns"); nothing is logged per query at info
+	// level. Default: no logging.
+	Logger *zap.Logger
+	// Registerer gets the edgesim_dns_* metrics; nil leaves them unregistered. Servers sharing a
+	// registry share the metrics.
+	Registerer prometheus.Registerer
+}
+
+// Server is an authoritative DNS server over UDP and TCP on one port.
+//
+// Build it with New, then call Start, which returns once both listeners are ready; Addr tells
+// the port picked. Stop it with Shutdown; a Server runs once and cannot be restarted. ServeDNS,
+// the dns.Handler, answers without any listener (for fuzzing and benchmarks). All methods are
+// safe for concurrent use.
+type Server struct {
+	cfg     Config // resolved
+	zones   Zones
+	ttl     uint32 // cfg.TTL in seconds
+	nsFQDN  string // cfg.Nameserver with a trailing dot
+	log     *zap.Logger
+	metrics *metrics
+
+	mu      sync.Mutex
+	state   int // stateNew, stateRunning, stateStopped
+	addr    string
+	servers []*dns.Server
+	served  chan error // one value per server when its serve loop ends
+}
+
+const (
+	stateNew = iota
+	stateRunning
+	stateStopped
+)
+
+// New checks cfg, applies its defaults and registers the metrics. It does not listen.
+func New(cfg Config) (*Server, error) {
+	if cfg.Zones == nil {
+		return nil, fmt.Errorf("%w: Zones is required", ErrBadConfig)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = DefaultAddr
+	}
+	if _, _, err := net.SplitHostPort(cfg.Addr); err != nil {
+		return nil, fmt.Errorf("%w: Addr %q: %v", ErrBadConfig, cfg.Addr, err)
+	}
+	if cfg.Nameserver == "" {
+		cfg.Nameserver = DefaultNameserver
+	}
+	if !validName(cfg.Nameserver) {
+		return nil, fmt.Errorf("%w: Nameserver %q is not a lower-case host name without trailing dot",
+			ErrBadConfig, cfg.Nameserver)
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.TTL < time.Second || cfg.TTL.Seconds() > float64(1<<31-1) {
+		return nil, fmt.Errorf("%w: TTL %v must be between 1s and 2^31-1 seconds", ErrBadConfig, cfg.TTL)
+	}
+	if cfg.TCPIdleTimeout == 0 {
+		cfg.TCPIdleTimeout = DefaultTCPIdleTimeout
+	}
+	if cfg.TCPIdleTimeout < 0 {
+		return nil, fmt.Errorf("%w: TCPIdleTimeout %v is negative", ErrBadConfig, cfg.TCPIdleTimeout)
+	}
+	if cfg.MaxUDPSize == 0 {
+		cfg.MaxUDPSize = DefaultMaxUDPSize
+	}
+	if cfg.MaxUDPSize < dns.MinMsgSize || cfg.MaxUDPSize > dns.MaxMsgSize {
+		return nil, fmt.Errorf("%w: MaxUDPSize %d is outside 512..65535", ErrBadConfig, cfg.MaxUDPSize)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		cfg:     cfg,
+		zones:   cfg.Zones,
+		ttl:     uint32(cfg.TTL / time.Second),
+		nsFQDN:  cfg.Nameserver + ".",
+		log:     cfg.Logger.Named("dns"),
+		metrics: m,
+	}, nil
+}
+
+// Start binds UDP and TCP and returns once both serve.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateNew {
+		return ErrStarted
+	}
+	pc, ln, err := listenBoth(s.cfg.Addr)
+	if err != nil {
+		return err
+	}
+	s.addr = ln.Addr().String()
+	udp, tcp := s.dnsServer("udp"), s.dnsServer("tcp")
+	udp.PacketConn, tcp.Listener = pc, ln
+	s.servers = []*dns.Server{udp, tcp}
+	s.served = make(chan error, len(s.servers))
+	started := make(chan struct{}, len(s.servers))
+	for _, srv := range s.servers {
+		srv.NotifyStartedFunc = func() { started <- struct{}{} }
+		go func() { s.served <- srv.ActivateAndServe() }()
+	}
+	for range s.servers {
+		select {
+		case <-started:
+		case err := <-s.served:
+			// One serve loop failed before it started; the other ends on its closed socket.
+			pc.Close()
+			ln.Close()
+			<-s.served
+			s.state = stateStopped
+			return fmt.Errorf("dnssrv: start on %s: %w", s.addr, err)
+		}
+	}
+	s.state = stateRunning
+	s.log.Info("dns server listening", zap.String("addr", s.addr))
+	return nil
+}
+
+// dnsServer returns a miekg server for network with the handler and limits set.
+func (s *Server) dnsServer(network string) *dns.Server {
+	idle := s.cfg.TCPIdleTimeout
+	return &dns.Server{
+		Net:           network,
+		Handler:       s,
+		UDPSize:       s.cfg.MaxUDPSize,
+		IdleTimeout:   func() time.Duration { return idle },
+		MsgAcceptFunc: acceptQueries,
+	}
+}
+
+// acceptQueries drops responses and hands every other message to the handler, which answers
+// FORMERR, NOTIMP and friends itself (so that they are counted).
+func acceptQueries(dh dns.Header) dns.MsgAcceptAction {
+	const qr = 1 << 15
+	if dh.Bits&qr != 0 {
+		return dns.MsgIgnore
+	}
+	return dns.MsgAccept
+}
+
+// Addr returns the host:port the server listens on ("" before Start).
+func (s *Server) Addr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Shutdown stops both listeners and waits, until ctx is done, for queries in flight to finish.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state != stateRunning {
+		return ErrNotStarted
+	}
+	s.state = stateStopped
+	var errs []error
+	for _, srv := range s.servers {
+		if err := srv.ShutdownContext(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("dnssrv: shutdown %s: %w", srv.Net, err))
+		}
+	}
+	for range s.servers {
+		select {
+		case err := <-s.served:
+			if err != nil {
+				errs = append(errs, fmt.Errorf("dnssrv: serve: %w", err))
+			}
+		case <-ctx.Done():
+			return errors.Join(append(errs, ctx.Err())...)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// listenBoth binds UDP on addr, then TCP on the port UDP got. With port 0 it retries when that
+// TCP port is taken.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dnssrv: listen %s: %w", addr, err)
+	}
+	attempts := 1
+	if port == "0" {
+		attempts = listenAttempts
+	}
+	for i := 0; ; i++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dnssrv: listen udp %s: %w", addr, err)
+		}
+		p := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if i+1 >= attempts || !errors.Is(err, syscall.EADDRINUSE) {
+			return nil, nil, fmt.Errorf("dnssrv: listen tcp %s port %d: %w", host, p, err)
+		}
+	}
+}
+
+func networkField(tcp bool) zap.Field {
+	if tcp {
+		return zap.String("proto", "tcp")
+	}
+	return zap.String("proto", "udp")
+}
+
+func errField(err error) zap.Field { return zap.Error(err) }

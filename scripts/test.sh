@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The project's test command (README, "Set-up"): installs the real clients the tests talk to when
+# they are missing (dig, named-checkzone, openssl, sipp), then vets and runs every test with the
+# race detector, and runs each fuzz target briefly beyond its regression corpus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v dig >/dev/null || need+=(dnsutils)
+command -v named-checkzone >/dev/null || need+=(bind9-utils)
+command -v openssl >/dev/null || need+=(openssl)
+command -v sipp >/dev/null || need+=(sip-tester)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing test clients: ${need[*]}"
+    apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null ||
+      echo "warning: could not install ${need[*]}; the tests that use them will skip" >&2
+  else
+    echo "warning: ${need[*]} missing and not root; the tests that use them will skip" >&2
+  fi
+fi
+
+go vet ./...
+go test -race -count=1 -timeout 15m ./...
+
+# Each fuzz target for a few seconds (FUZZTIME=0 skips this).
+fuzztime=${FUZZTIME:-5s}
+if [ "$fuzztime" != 0 ]; then
+  for pkg in $(go list ./...); do
+    for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+      echo "fuzz $pkg $target ($fuzztime)"
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/edgesim-fuzz.log 2>&1 ||
+        { cat /tmp/edgesim-fuzz.log; exit 1; }
+    done
+  done
+fi

@@ -1,0 +1,668 @@
+package tenant
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Errors from certificate provisioning.
+var (
+	// ErrBadKeyType: Options.KeyType or ParseKeyType got a name not in KeyTypes.
+	ErrBadKeyType = errors.New("tenant: unknown key type")
+	// ErrCertFiles: a tenant's cert_file/key_file (files scenario) cannot be used; the message
+	// names the tenant and the file and says what is wrong.
+	ErrCertFiles = errors.New("tenant: unusable cert_file/key_file")
+	// ErrLocalCA: ca.pem/ca.key exist but cannot be used, and replacing them silently would
+	// break every client that trusts the old ca.pem.
+	ErrLocalCA = errors.New("tenant: unusable local CA")
+	// ErrHostClash: two tenants derive the same SNI host, so one certificate would hide the other.
+	ErrHostClash = errors.New("tenant: two tenants claim one SNI host")
+)
+
+// Names and lifetimes of provisioned certificates.
+const (
+	DefaultDataDir = "edgesim-data"     // Options.Dir default, relative to the working directory
+	LocalCAName    = "edgesim local CA" // Subject CN of the local CA
+	CAFileName     = "ca.pem"           // the CA certificate clients trust, in Options.Dir
+	WrongNameHost  = "elsewhere.invalid"
+
+	leafLifetime = 365 * 24 * time.Hour
+	caLifetime   = 10 * 365 * 24 * time.Hour
+	renewBefore  = 24 * time.Hour // certificates closer than this to their end are reissued
+	backdate     = time.Hour      // leaves start this long before issuance, for clock skew
+
+	platformScenario Scenario = "platform" // bundle records of the platform certificate
+)
+
+// Options configures Provision. The zero value provisions into ./edgesim-data with RSA 2048
+// keys.
+type Options struct {
+	Dir     string           // data directory; default DefaultDataDir
+	KeyType KeyType          // leaf key type; default DefaultKeyType (rsa-2048)
+	KeyPool int              // distinct leaf keys shared by all tenants; default 16 (RSA), 64 (ECDSA)
+	Now     func() time.Time // clock; default time.Now
+	Logger  *zap.Logger      // default: no logging
+}
+
+func (o Options) resolve() (Options, error) {
+	if o.Dir == "" {
+		o.Dir = DefaultDataDir
+	}
+	kt, err := ParseKeyType(string(o.KeyType))
+	if err != nil {
+		return o, err
+	}
+	o.KeyType = kt
+	switch {
+	case o.KeyPool < 0:
+		return o, fmt.Errorf("tenant: the key pool needs at least 1 key, got %d", o.KeyPool)
+	case o.KeyPool == 0:
+		o.KeyPool = kt.defaultPool()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	o.Logger = o.Logger.Named("certs")
+	return o, nil
+}
+
+// Result describes what Provision loaded or made.
+type Result struct {
+	CAFile   string            // Dir/ca.pem, for clients to trust
+	CA       *x509.Certificate // the local CA
+	Platform *tls.Certificate  // for the provider edge host (the no-match fallback)
+	// Expiry is the earliest NotAfter of the CA, the platform certificate and the domain
+	// certificates, leaving out the expired scenario's (they are meant to be in the past).
+	Expiry time.Time
+	Counts map[Scenario]int // tenants per scenario; every scenario is present
+	Issued int              // certificates signed by this call (CA and platform included)
+	Reused int              // certificates loaded from Dir as they were
+}
+
+// Provision makes (or reloads from opts.Dir) the local CA, the platform certificate and every
+// tenant's domain certificate, and calls add(host, cert) once per SNI host name that gets a domain
+// certificate ("*.<domain>" for the wildcard scenario; none for missing).
+//
+// The local CA's key is ECDSA P-256 whatever opts.KeyType says: signing is the per-tenant cost of
+// a cold start, and an ECDSA signature takes tens of microseconds where an RSA 2048 one takes
+// about a millisecond (RSA 4096 several), so 100k tenants are signed in seconds rather than
+// minutes. Leaf keys come from a pool of opts.KeyPool keys of opts.KeyType, generated once and
+// shared: the i-th tenant in Directory order uses pool key i mod KeyPool. Issued certificates are
+// stored in opts.Dir (see store.go for the layout) and reused by later calls while the key type,
+// the CA and the pool key are unchanged and more than a day of validity is left; damaged files
+// are rewritten, never fatal. Certificates are issued on runtime.NumCPU goroutines.
+//
+// add is called from the calling goroutine, never concurrently, in no particular order; the
+// tls.Certificate values have Leaf set and share the pool's key objects. On error add may already
+// have been called for some hosts. Provision must not run twice at once on one Dir.
+func Provision(d Directory, opts Options, add func(host string, cert *tls.Certificate)) (*Result, error) {
+	o, err := opts.resolve()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	p := &provisioner{o: o, now: o.Now(), log: o.Logger, provider: d.Provider()}
+	keyDir := filepath.Join(o.Dir, "keys", string(o.KeyType))
+	p.certDir = filepath.Join(o.Dir, "certs", string(o.KeyType))
+	for _, dir := range []string{o.Dir, filepath.Join(o.Dir, "keys"), keyDir, filepath.Join(o.Dir, "certs"), p.certDir} {
+		if err := mkdirPrivate(dir, dir != o.Dir); err != nil {
+			return nil, err
+		}
+		removeTemps(dir)
+	}
+	res := &Result{CAFile: filepath.Join(o.Dir, CAFileName), Counts: make(map[Scenario]int, len(Scenarios))}
+	for _, sc := range Scenarios {
+		res.Counts[sc] = 0
+	}
+
+	var caIssued bool
+	if p.ca, caIssued, err = loadCA(o.Dir, p.now, p.log); err != nil {
+		return nil, err
+	}
+	res.CA, res.Expiry = p.ca.cert, p.ca.cert.NotAfter
+	if caIssued {
+		res.Issued++
+	}
+	p.header = bundleHeader(o.KeyType, p.ca.id)
+
+	t0 := time.Now()
+	pool, generated, err := loadPool(keyDir, o.KeyType, o.KeyPool, p.log)
+	if err != nil {
+		return nil, err
+	}
+	p.pool = pool
+	if generated > 0 {
+		p.log.Info("generated leaf keys", zap.String("key_type", string(o.KeyType)), zap.Int("keys", generated),
+			zap.Duration("elapsed", time.Since(t0)))
+	}
+
+	plat := p.bundle(filepath.Join(p.certDir, "platform.pem"),
+		[]want{{domain: p.provider.Domain, host: p.provider.EdgeHost, sc: platformScenario}})
+	if plat.err != nil {
+		return nil, plat.err
+	}
+	res.Platform = plat.certs[0]
+	res.Issued += plat.issued
+	res.Reused += plat.reused
+	res.Expiry = earliest(res.Expiry, res.Platform.Leaf.NotAfter)
+
+	// Group tenants by bundle shard, then let NumCPU workers take whole shards.
+	shards := make([][]job, bundleShards)
+	n := 0
+	d.Each(func(t *Tenant) bool {
+		s := shardOf(t.Domain)
+		shards[s] = append(shards[s], job{t: t, i: n})
+		res.Counts[t.Certificate]++
+		n++
+		return true
+	})
+	results := make(chan shardResult, runtime.NumCPU())
+	next := make(chan int)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	for range runtime.NumCPU() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range next {
+				if stop.Load() {
+					results <- shardResult{}
+					continue
+				}
+				results <- p.shard(s, shards[s])
+			}
+		}()
+	}
+	go func() {
+		for s := range bundleShards {
+			next <- s
+		}
+		close(next)
+		wg.Wait()
+		close(results)
+	}()
+
+	var errs []error
+	owner := make(map[string]string, n)
+	hosts := 0
+	for r := range results {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			if !errors.Is(r.err, ErrCertFiles) {
+				stop.Store(true)
+			}
+		}
+		if r.damaged {
+			p.log.Warn("rewrote damaged certificate bundle", zap.String("file", r.path))
+		}
+		res.Issued += r.issued
+		res.Reused += r.reused
+		for _, e := range r.entries {
+			if prev, dup := owner[e.host]; dup {
+				errs = append(errs, fmt.Errorf("%w: %s and %s both give SNI host %s; change one's edge_host or srv targets", ErrHostClash, prev, e.domain, e.host))
+				stop.Store(true)
+				continue
+			}
+			owner[e.host] = e.domain
+			if e.sc != Expired {
+				res.Expiry = earliest(res.Expiry, e.cert.Leaf.NotAfter)
+			}
+			add(e.host, e.cert)
+			hosts++
+		}
+	}
+	if len(errs) > 0 {
+		return nil, joinErrors(errs)
+	}
+	p.log.Info("certificates ready", zap.Int("tenants", n), zap.Int("hosts", hosts), zap.Int("issued", res.Issued),
+		zap.Int("reused", res.Reused), zap.String("key_type", string(o.KeyType)), zap.Duration("elapsed", time.Since(start)))
+	return res, nil
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// joinErrors joins errs, keeping the message short when there are many.
+func joinErrors(errs []error) error {
+	const show = 5
+	if len(errs) <= show {
+		return errors.Join(errs...)
+	}
+	return errors.Join(append(errs[:show:show], fmt.Errorf("… and %d more errors", len(errs)-show))...)
+}
+
+type provisioner struct {
+	o        Options
+	now      time.Time
+	log      *zap.Logger
+	provider Provider
+	ca       *authority
+	pool     *keyPool
+	certDir  string
+	header   string
+}
+
+type job struct {
+	t *Tenant
+	i int // position in Directory order: picks the pool key
+}
+
+// want is one certificate a bundle should hold.
+type want struct {
+	domain, host string
+	sc           Scenario
+	key          int // pool key index for a new certificate
+}
+
+type entry struct {
+	domain, host string
+	sc           Scenario
+	cert         *tls.Certificate
+}
+
+type shardResult struct {
+	path           string
+	entries        []entry
+	issued, reused int
+	damaged        bool
+	err            error
+}
+
+// shard provisions the tenants of one bundle shard.
+func (p *provisioner) shard(s int, jobs []job) shardResult {
+	var wants []want
+	var files []entry
+	var errs []error
+	for _, j := range jobs {
+		t := j.t
+		switch t.Certificate {
+		case Missing:
+		case Files:
+			c, err := loadFiles(t)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			for _, h := range t.SNIHosts(p.provider) {
+				files = append(files, entry{domain: t.Domain, host: h, sc: Files, cert: c})
+			}
+		case Wildcard:
+			wants = append(wants, want{domain: t.Domain, host: "*." + t.Domain, sc: Wildcard, key: j.i})
+		default:
+			for _, h := range t.SNIHosts(p.provider) {
+				wants = append(wants, want{domain: t.Domain, host: h, sc: t.Certificate, key: j.i})
+			}
+		}
+	}
+	r := p.bundle(filepath.Join(p.certDir, shardFile(s)), wants)
+	if r.err != nil {
+		errs = append(errs, r.err)
+	}
+	r.err = joinErrors(errs)
+	r.entries = make([]entry, 0, len(wants)+len(files))
+	for i, w := range wants {
+		if i < len(r.certs) {
+			r.entries = append(r.entries, entry{domain: w.domain, host: w.host, sc: w.sc, cert: r.certs[i]})
+		}
+	}
+	r.entries = append(r.entries, files...)
+	return r.shardResult
+}
+
+type bundleResult struct {
+	shardResult
+	certs []*tls.Certificate // one per want, in order
+}
+
+// bundle returns a certificate for each want, reusing those stored in the bundle at path and
+// issuing the others, and rewrites the bundle if anything changed.
+func (p *provisioner) bundle(path string, wants []want) bundleResult {
+	r := bundleResult{shardResult: shardResult{path: path}}
+	data, err := readOptional(path)
+	if err != nil {
+		r.err = fmt.Errorf("tenant: read certificates: %w", err)
+		return r
+	}
+	var stored map[string][]byte
+	dirty := data != nil && len(wants) == 0
+	if data != nil {
+		recs, intact := parseBundle(data, p.header)
+		// A bundle made for another CA is outdated, not damaged.
+		first, _ := cutLine(data)
+		outdated := string(first) != p.header && bytes.HasPrefix(first, []byte("# "+bundleFormat+" "))
+		r.damaged = !intact && !outdated
+		dirty = dirty || !intact
+		stored = make(map[string][]byte, len(recs))
+		for _, rec := range recs {
+			stored[rec.key()] = rec.der
+		}
+		dirty = dirty || len(stored) != len(recs) || len(stored) > len(wants)
+	}
+	r.certs = make([]*tls.Certificate, 0, len(wants))
+	recs := make([]record, 0, len(wants))
+	for _, w := range wants {
+		var c *tls.Certificate
+		if der, ok := stored[recordKey(w.domain, w.host, w.sc)]; ok {
+			c = p.reuse(der, w)
+		}
+		if c != nil {
+			r.reused++
+		} else {
+			if c, err = p.issue(w); err != nil {
+				r.err = err
+				return r
+			}
+			r.issued++
+			dirty = true
+		}
+		r.certs = append(r.certs, c)
+		recs = append(recs, record{domain: w.domain, host: w.host, scenario: w.sc, der: c.Leaf.Raw})
+	}
+	switch {
+	case !dirty:
+	case len(recs) == 0:
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			r.err = fmt.Errorf("tenant: remove stale certificates: %w", err)
+		}
+	default:
+		r.err = writeBundle(path, p.header, recs)
+	}
+	return r
+}
+
+// names returns the Subject CN and SAN dNSNames a certificate for w carries.
+func names(w want) (cn string, sans []string) {
+	switch w.sc {
+	case WrongName:
+		return WrongNameHost, []string{WrongNameHost}
+	case CNOnly:
+		return w.host, nil
+	case platformScenario:
+		return w.host, []string{w.host}
+	}
+	// The service domain goes in too: Jabber's extra check (DESIGN.md).
+	if w.host == w.domain {
+		return w.host, []string{w.host}
+	}
+	return w.host, []string{w.host, w.domain}
+}
+
+// reuse returns the stored certificate der for w, or nil if it must be issued again.
+func (p *provisioner) reuse(der []byte, w want) *tls.Certificate {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil
+	}
+	key, ok := p.pool.lookup(c.RawSubjectPublicKeyInfo)
+	if !ok {
+		return nil
+	}
+	if w.sc == SelfSigned {
+		if !bytes.Equal(c.RawIssuer, c.RawSubject) {
+			return nil
+		}
+	} else if !bytes.Equal(c.RawIssuer, p.ca.cert.RawSubject) || !bytes.Equal(c.AuthorityKeyId, p.ca.cert.SubjectKeyId) {
+		return nil
+	}
+	if w.sc == Expired {
+		if !c.NotAfter.Before(p.now) {
+			return nil
+		}
+	} else if p.now.Before(c.NotBefore) || c.NotAfter.Sub(p.now) <= renewBefore {
+		return nil
+	}
+	cn, sans := names(w)
+	if c.Subject.CommonName != cn || !slices.Equal(c.DNSNames, sans) {
+		return nil
+	}
+	return p.wrap(c, key, w.sc)
+}
+
+// issue signs a new certificate for w with pool key w.key mod the pool size.
+func (p *provisioner) issue(w want) (*tls.Certificate, error) {
+	key := p.pool.keys[w.key%len(p.pool.keys)]
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	cn, sans := names(w)
+	notBefore := p.now.Add(-backdate)
+	notAfter := notBefore.Add(leafLifetime)
+	if w.sc == Expired {
+		notAfter = p.now.Add(-24 * time.Hour)
+		notBefore = notAfter.Add(-leafLifetime)
+	}
+	usage := x509.KeyUsageDigitalSignature
+	if _, ok := key.(*rsa.PrivateKey); ok {
+		usage |= x509.KeyUsageKeyEncipherment
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              usage,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              sans,
+	}
+	parent, signer := p.ca.cert, p.ca.key
+	if w.sc == SelfSigned {
+		parent, signer = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	if err != nil {
+		return nil, fmt.Errorf("tenant: issue certificate for %s: %w", w.host, err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("tenant: issue certificate for %s: %w", w.host, err)
+	}
+	return p.wrap(c, key, w.sc), nil
+}
+
+func (p *provisioner) wrap(c *x509.Certificate, key crypto.Signer, sc Scenario) *tls.Certificate {
+	chain := [][]byte{c.Raw, p.ca.cert.Raw}
+	if sc == SelfSigned {
+		chain = chain[:1]
+	}
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: c}
+}
+
+// randomSerial returns a random positive serial number of up to 128 bits.
+func randomSerial() (*big.Int, error) {
+	var b [16]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			return nil, fmt.Errorf("tenant: serial number: %w", err)
+		}
+		if n := new(big.Int).SetBytes(b[:]); n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// authority is the local CA.
+type authority struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+	id   string // names the CA's subject and key in bundle headers
+}
+
+// loadCA loads Dir/ca.pem and Dir/ca.key, or makes them. A CA certificate that is missing,
+// damaged or about to expire is signed again with the existing key, so leaves stay valid; a
+// missing or damaged key with a certificate present is an error (see ErrLocalCA).
+func loadCA(dir string, now time.Time, log *zap.Logger) (ca *authority, issued bool, err error) {
+	certPath, keyPath := filepath.Join(dir, CAFileName), filepath.Join(dir, "ca.key")
+	keyData, err := readOptional(keyPath)
+	if err != nil {
+		return nil, false, fmt.Errorf("tenant: local CA: %w", err)
+	}
+	certData, err := readOptional(certPath)
+	if err != nil {
+		return nil, false, fmt.Errorf("tenant: local CA: %w", err)
+	}
+	var key crypto.Signer
+	switch {
+	case keyData == nil && certData != nil:
+		return nil, false, fmt.Errorf("%w: %s exists but %s is missing; restore the key, or delete %s to make a new CA (clients then need the new %s)",
+			ErrLocalCA, certPath, keyPath, certPath, CAFileName)
+	case keyData == nil:
+		if key, err = KeyECDSAP256.generate(); err != nil {
+			return nil, false, fmt.Errorf("tenant: local CA: %w", err)
+		}
+		if err := writeKey(keyPath, key); err != nil {
+			return nil, false, err
+		}
+		log.Info("created local CA key", zap.String("file", keyPath))
+	default:
+		os.Chmod(keyPath, 0o600)
+		if key, err = parseKeyPEM(keyData); err != nil {
+			return nil, false, fmt.Errorf("%w: %s %v; restore it, or delete %s and %s to make a new CA", ErrLocalCA, keyPath, err, keyPath, certPath)
+		}
+	}
+	if certData != nil {
+		var reason string
+		if b, _ := pem.Decode(certData); b == nil || b.Type != "CERTIFICATE" {
+			reason = "not a PEM certificate"
+		} else if c, err := x509.ParseCertificate(b.Bytes); err != nil {
+			reason = "does not parse"
+		} else if pub, ok := c.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
+			return nil, false, fmt.Errorf("%w: %s and %s do not belong together; restore the right pair, or delete both to make a new CA",
+				ErrLocalCA, certPath, keyPath)
+		} else if !c.IsCA {
+			reason = "not a CA certificate"
+		} else if now.Before(c.NotBefore) || c.NotAfter.Sub(now) <= renewBefore {
+			reason = "outside its validity"
+		} else {
+			return &authority{cert: c, key: key, id: caID(c)}, false, nil
+		}
+		log.Warn("signing the local CA certificate again", zap.String("file", certPath), zap.String("reason", reason))
+	}
+	c, err := newCACert(key, now)
+	if err != nil {
+		return nil, false, err
+	}
+	err = writeFileAtomic(certPath, 0o644, true, func(w *fileWriter) error {
+		return pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return &authority{cert: c, key: key, id: caID(c)}, true, nil
+}
+
+func newCACert(key crypto.Signer, now time.Time) (*x509.Certificate, error) {
+	serial, err := randomSerial()
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: LocalCAName, Organization: []string{"edgesim"}},
+		NotBefore:             now.Add(-backdate),
+		NotAfter:              now.Add(caLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		return nil, fmt.Errorf("tenant: local CA: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+// caID names a CA by subject and key, which stay the same when the CA certificate is signed
+// again; leaves issued under either certificate chain to both.
+func caID(c *x509.Certificate) string {
+	h := sha256.New()
+	h.Write(c.RawSubject)
+	h.Write(c.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// loadFiles loads a files-scenario tenant's certificate chain and key.
+func loadFiles(t *Tenant) (*tls.Certificate, error) {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s: "+format, append([]any{ErrCertFiles, t.Domain}, a...)...)
+	}
+	certPEM, err := os.ReadFile(t.CertFile)
+	if err != nil {
+		return nil, bad("cert_file: %v", err)
+	}
+	var chain [][]byte
+	var sawPEM, sawKey bool
+	for rest := certPEM; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			break
+		}
+		sawPEM = true
+		switch {
+		case b.Type == "CERTIFICATE":
+			chain = append(chain, b.Bytes)
+		case bytes.HasSuffix([]byte(b.Type), []byte("PRIVATE KEY")):
+			sawKey = true
+		}
+	}
+	switch {
+	case len(chain) > 0:
+	case sawKey:
+		return nil, bad("cert_file %s holds a private key, not a certificate; are cert_file and key_file swapped?", t.CertFile)
+	case sawPEM:
+		return nil, bad("cert_file %s holds PEM data but no CERTIFICATE block", t.CertFile)
+	default:
+		return nil, bad("cert_file %s holds no PEM data; expected -----BEGIN CERTIFICATE-----", t.CertFile)
+	}
+	var leaf *x509.Certificate
+	for i, der := range chain {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, bad("cert_file %s: certificate %d of %d is not valid X.509: %v", t.CertFile, i+1, len(chain), err)
+		}
+		if i == 0 {
+			leaf = c
+		}
+	}
+	keyPEM, err := os.ReadFile(t.KeyFile)
+	if err != nil {
+		return nil, bad("key_file: %v", err)
+	}
+	key, err := parseKeyPEM(keyPEM)
+	if err != nil {
+		return nil, bad("key_file %s %v", t.KeyFile, err)
+	}
+	if pub, ok := leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(key.Public()) {
+		return nil, bad("key_file %s does not match the certificate in cert_file %s (their public keys differ)", t.KeyFile, t.CertFile)
+	}
+	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+}

@@ -1,0 +1,198 @@
+package tenant
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// On-disk layout under Options.Dir (see Provision):
+//
+//	ca.pem, ca.key                 the local CA (key 0600)
+//	keys/<key type>/NNN.key        the leaf key pool, PEM PKCS#8, 0600
+//	certs/<key type>/platform.pem  the platform certificate (a bundle of one)
+//	certs/<key type>/XX.pem        domain certificates, bundled in 256 shards by a hash of the
+//	                               service domain (XX = 00 … ff)
+//
+// A bundle is PEM that openssl and Go read as a plain certificate list: a header comment naming
+// the format, the key type and the CA, then per certificate a comment line "# <domain> <host>
+// <scenario>" and its CERTIFICATE block. Comment lines sit outside PEM blocks, where PEM readers
+// skip text. Bundles are rewritten whole, through a temporary file and a rename, so a reader sees
+// the old file or the new one; a damaged bundle (interrupted write, disk trouble, hand edit) is
+// read up to the damage and then rewritten.
+const (
+	bundleFormat = "edgesim-certs/1"
+	bundleShards = 256
+	tempMarker   = ".tmp-"
+	pemCertEnd   = "-----END CERTIFICATE-----\n"
+)
+
+// shardOf returns the bundle shard holding domain's certificates.
+func shardOf(domain string) int {
+	h := fnv.New32a()
+	h.Write([]byte(domain))
+	return int(h.Sum32() % bundleShards)
+}
+
+func shardFile(i int) string { return fmt.Sprintf("%02x.pem", i) }
+
+func bundleHeader(kt KeyType, caID string) string {
+	return "# " + bundleFormat + " key-type=" + string(kt) + " ca=" + caID
+}
+
+// record is one stored certificate: who it is for and its DER.
+type record struct {
+	domain, host string
+	scenario     Scenario
+	der          []byte
+}
+
+func (r record) key() string { return recordKey(r.domain, r.host, r.scenario) }
+
+func recordKey(domain, host string, sc Scenario) string {
+	return domain + " " + host + " " + string(sc)
+}
+
+// parseBundle reads the records of a bundle written with header. intact is false when the file
+// has another header or is damaged; the records before the damage are still returned. The DER
+// slices are fresh copies, so data can be dropped afterwards.
+func parseBundle(data []byte, header string) (recs []record, intact bool) {
+	line, rest := cutLine(data)
+	if string(line) != header {
+		return nil, false
+	}
+	for len(rest) > 0 {
+		line, rest = cutLine(rest)
+		fields := strings.Fields(strings.TrimPrefix(string(line), "# "))
+		if !bytes.HasPrefix(line, []byte("# ")) || len(fields) != 3 || !bytes.HasPrefix(rest, []byte("-----BEGIN CERTIFICATE-----\n")) {
+			return recs, false
+		}
+		// Decode exactly this record's block: pem.Decode alone would skip a damaged block and
+		// return the next one, pairing a certificate with the wrong comment line.
+		end := bytes.Index(rest, []byte(pemCertEnd))
+		if end < 0 {
+			return recs, false
+		}
+		var chunk []byte
+		chunk, rest = rest[:end+len(pemCertEnd)], rest[end+len(pemCertEnd):]
+		if bytes.Count(chunk, []byte("-----")) != 4 { // exactly one BEGIN and one END line
+			return recs, false
+		}
+		b, left := pem.Decode(chunk)
+		if b == nil || len(left) > 0 || b.Type != "CERTIFICATE" || len(b.Headers) > 0 {
+			return recs, false
+		}
+		recs = append(recs, record{domain: fields[0], host: fields[1], scenario: Scenario(fields[2]), der: b.Bytes})
+	}
+	return recs, true
+}
+
+func cutLine(b []byte) (line, rest []byte) {
+	line, rest, _ = bytes.Cut(b, []byte("\n"))
+	return line, rest
+}
+
+// writeBundle replaces path with a bundle of recs.
+func writeBundle(path, header string, recs []record) error {
+	return writeFileAtomic(path, 0o644, false, func(w *fileWriter) error {
+		w.WriteString(header)
+		w.WriteByte('\n')
+		for _, r := range recs {
+			w.WriteString("# ")
+			w.WriteString(r.key())
+			w.WriteByte('\n')
+			if err := pem.Encode(w, &pem.Block{Type: "CERTIFICATE", Bytes: r.der}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// fileWriter buffers writes to a temporary file; writeFileAtomic reports its first error.
+type fileWriter struct{ *bufio.Writer }
+
+// writeFileAtomic writes path through a temporary file in the same directory and a rename, so
+// an interrupted write leaves the old file (or none) and a stray temporary file that
+// removeTemps deletes. With sync, the data reach the disk before the rename: worth it for the
+// few files that cannot be regenerated without consequences (CA, keys), not for bundles.
+func writeFileAtomic(path string, perm os.FileMode, sync bool, fill func(*fileWriter) error) (err error) {
+	dir, base := filepath.Split(path)
+	f, err := os.CreateTemp(dir, "."+base+tempMarker+"*")
+	if err != nil {
+		return fmt.Errorf("tenant: write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			err = fmt.Errorf("tenant: write %s: %w", path, err)
+		}
+	}()
+	w := &fileWriter{bufio.NewWriterSize(f, 64<<10)}
+	if err = fill(w); err != nil {
+		return err
+	}
+	if err = w.Flush(); err != nil {
+		return err
+	}
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if sync {
+		if err = f.Sync(); err != nil {
+			return err
+		}
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// removeTemps deletes temporary files left in dir by interrupted writes.
+func removeTemps(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") && strings.Contains(e.Name(), tempMarker) {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// mkdirPrivate creates dir and its missing parents with mode 0700. With tighten, group and
+// other access is removed from an existing dir (for folders edgesim owns, never the user's).
+func mkdirPrivate(dir string, tighten bool) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("tenant: data directory: %w", err)
+	}
+	if !tighten {
+		return nil
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("tenant: data directory: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		if err := os.Chmod(dir, fi.Mode().Perm()&0o700); err != nil {
+			return fmt.Errorf("tenant: data directory: %w", err)
+		}
+	}
+	return nil
+}
+
+// readOptional reads path; a missing file is (nil, nil).
+func readOptional(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
+}
