@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"go.uber.org/zap"
 )
 
 // SOA timers. The serial is fixed so that every answer and every exported zone file agree.
@@ -29,7 +30,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	if err := w.WriteMsg(m); err != nil {
-		s.log.Debug("write answer", networkField(tcp), errField(err))
+		s.log.Debug("write answer", networkField(tcp), zap.Error(err))
 	}
 	s.metrics.observe(qt, m.Rcode, tcp, time.Since(start))
 }

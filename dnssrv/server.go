@@ -1,6 +1,7 @@
 // Package dnssrv is edgesim's embedded authoritative DNS server: it answers, as the outside world
 // sees them, the MRA discovery records of many tenants (_collab-edge._tls SRV, the edge hosts'
-// A/AAAA, SOA and NS), and NXDOMAIN for _cisco-uds._tcp so that clients choose MRA.
+// A/AAAA, SOA and NS, optional TXT such as ACME challenges), and NXDOMAIN for _cisco-uds._tcp so
+// that clients choose MRA.
 //
 // Zones come from a Zones implementation, so a million tenant zones need not be materialised;
 // MapZones serves small configurations. WriteZoneFile exports a zone as a master file that BIND,
@@ -278,5 +279,3 @@ func networkField(tcp bool) zap.Field {
 	}
 	return zap.String("proto", "udp")
 }
-
-func errField(err error) zap.Field { return zap.Error(err) }

@@ -4,7 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
+
+	"github.com/miekg/dns"
 )
 
 // manyTargets is the number of SRV targets of many.example, enough to overflow a 512-byte answer.
@@ -147,6 +151,73 @@ func TestZoneExists(t *testing.T) {
 	for _, n := range []string{"b.c.d.example", "c.d.example"} {
 		if !deep.exists(n) {
 			t.Errorf("empty non-terminal %s does not exist", n)
+		}
+	}
+}
+
+// synthZones serves tenant-<k>.example for k < n, building each zone on demand, as a Zones for a
+// million tenants would; sp.example is the provider zone.
+type synthZones struct {
+	n        int
+	provider *Zone
+}
+
+func newSynthZones(n int) synthZones {
+	return synthZones{n: n, provider: &Zone{Origin: "sp.example", Hosts: map[string][]netip.Addr{
+		"mra.sp.example": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10")},
+	}}}
+}
+
+var synthSRV = []SRV{{Target: "mra.sp.example", Port: 8443, Priority: 10, Weight: 10}}
+
+func (s synthZones) Zone(apex string) (*Zone, bool) {
+	if apex == s.provider.Origin {
+		return s.provider, true
+	}
+	num, ok := strings.CutPrefix(apex, "tenant-")
+	if num, ok = strings.CutSuffix(num, ".example"); !ok {
+		return nil, false
+	}
+	k, err := strconv.Atoi(num)
+	if err != nil || k < 0 || k >= s.n || strconv.Itoa(k) != num {
+		return nil, false
+	}
+	return &Zone{Origin: apex, SRV: synthSRV}, true
+}
+
+func (s synthZones) Each(fn func(*Zone) bool) {
+	if !fn(s.provider) {
+		return
+	}
+	for k := range s.n {
+		if !fn(&Zone{Origin: "tenant-" + strconv.Itoa(k) + ".example", SRV: synthSRV}) {
+			return
+		}
+	}
+}
+
+func TestSyntheticMillionZones(t *testing.T) {
+	s, err := New(Config{Zones: newSynthZones(1_000_000), Nameserver: "ns.sp.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		qname string
+		rcode int
+		n     int
+	}{
+		{"_collab-edge._tls.tenant-0.example.", dns.RcodeSuccess, 1},
+		{"_collab-edge._tls.tenant-999999.example.", dns.RcodeSuccess, 1},
+		{"_cisco-uds._tcp.tenant-999999.example.", dns.RcodeNameError, 0},
+		{"_collab-edge._tls.tenant-1000000.example.", dns.RcodeRefused, 0},
+		{"_collab-edge._tls.tenant-01.example.", dns.RcodeRefused, 0},
+	}
+	for _, tc := range tests {
+		w := &recorder{}
+		s.ServeDNS(w, new(dns.Msg).SetQuestion(tc.qname, dns.TypeSRV))
+		if r := w.msgs[0]; r.Rcode != tc.rcode || len(r.Answer) != tc.n {
+			t.Errorf("%s: rcode %s, %d answers; want %s, %d", tc.qname, dns.RcodeToString[r.Rcode], len(r.Answer),
+				dns.RcodeToString[tc.rcode], tc.n)
 		}
 	}
 }

@@ -104,16 +104,23 @@ type Result struct {
 
 // Provision makes (or reloads from opts.Dir) the local CA, the platform certificate and every
 // tenant's domain certificate, and calls add(host, cert) once per SNI host name that gets a domain
-// certificate ("*.<domain>" for the wildcard scenario; none for missing).
+// certificate ("*.<domain>" for the wildcard scenario; none for missing). add may be nil.
 //
 // The local CA's key is ECDSA P-256 whatever opts.KeyType says: signing is the per-tenant cost of
 // a cold start, and an ECDSA signature takes tens of microseconds where an RSA 2048 one takes
 // about a millisecond (RSA 4096 several), so 100k tenants are signed in seconds rather than
 // minutes. Leaf keys come from a pool of opts.KeyPool keys of opts.KeyType, generated once and
 // shared: the i-th tenant in Directory order uses pool key i mod KeyPool. Issued certificates are
-// stored in opts.Dir (see store.go for the layout) and reused by later calls while the key type,
-// the CA and the pool key are unchanged and more than a day of validity is left; damaged files
-// are rewritten, never fatal. Certificates are issued on runtime.NumCPU goroutines.
+// stored in opts.Dir and reused by later calls while the key type, the CA and the pool key are
+// unchanged and more than a day of validity is left; damaged files are rewritten, never fatal.
+// Certificates are issued on runtime.NumCPU goroutines. The layout of opts.Dir:
+//
+//	ca.pem, ca.key                  the local CA (clients trust ca.pem)
+//	keys/<key type>/NNN.key         the leaf key pool, PEM PKCS#8
+//	certs/<key type>/platform.pem   the platform certificate
+//	certs/<key type>/00.pem…ff.pem  domain certificates in 256 bundles, by a hash of the domain
+//
+// Keys are mode 0600 and folders 0700. Files are replaced through a temporary file and a rename.
 //
 // add is called from the calling goroutine, never concurrently, in no particular order; the
 // tls.Certificate values have Leaf set and share the pool's key objects. On error add may already
@@ -175,7 +182,7 @@ func Provision(d Directory, opts Options, add func(host string, cert *tls.Certif
 	d.Each(func(t *Tenant) bool {
 		s := shardOf(t.Domain)
 		shards[s] = append(shards[s], job{t: t, i: n})
-		res.Counts[t.Certificate]++
+		res.Counts[scenarioOf(t)]++
 		n++
 		return true
 	})
@@ -230,7 +237,9 @@ func Provision(d Directory, opts Options, add func(host string, cert *tls.Certif
 			if e.sc != Expired {
 				res.Expiry = earliest(res.Expiry, e.cert.Leaf.NotAfter)
 			}
-			add(e.host, e.cert)
+			if add != nil {
+				add(e.host, e.cert)
+			}
 			hosts++
 		}
 	}
@@ -287,6 +296,14 @@ type entry struct {
 	cert         *tls.Certificate
 }
 
+// scenarioOf is t's scenario, valid if unset (a Directory built without Config.Directory).
+func scenarioOf(t *Tenant) Scenario {
+	if t.Certificate == "" {
+		return Valid
+	}
+	return t.Certificate
+}
+
 type shardResult struct {
 	path           string
 	entries        []entry
@@ -302,7 +319,7 @@ func (p *provisioner) shard(s int, jobs []job) shardResult {
 	var errs []error
 	for _, j := range jobs {
 		t := j.t
-		switch t.Certificate {
+		switch sc := scenarioOf(t); sc {
 		case Missing:
 		case Files:
 			c, err := loadFiles(t)
@@ -315,10 +332,12 @@ func (p *provisioner) shard(s int, jobs []job) shardResult {
 			}
 		case Wildcard:
 			wants = append(wants, want{domain: t.Domain, host: "*." + t.Domain, sc: Wildcard, key: j.i})
-		default:
+		case Valid, Expired, WrongName, CNOnly, SelfSigned:
 			for _, h := range t.SNIHosts(p.provider) {
-				wants = append(wants, want{domain: t.Domain, host: h, sc: t.Certificate, key: j.i})
+				wants = append(wants, want{domain: t.Domain, host: h, sc: sc, key: j.i})
 			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w %q (want one of %s)", t.Domain, ErrBadScenario, sc, scenarioList()))
 		}
 	}
 	r := p.bundle(filepath.Join(p.certDir, shardFile(s)), wants)

@@ -718,3 +718,34 @@ func TestProvisionSynthetic(t *testing.T) {
 		t.Errorf("%d bundle files left for 3 tenants: %v", len(files), files)
 	}
 }
+
+// rawDirectory is a Directory whose tenants skipped Config's validation.
+type rawDirectory []Tenant
+
+func (d rawDirectory) Provider() Provider {
+	return Provider{EdgeHost: DefaultProviderEdgeHost, Domain: "sp.example"}
+}
+func (d rawDirectory) Len() int                      { return len(d) }
+func (d rawDirectory) Lookup(string) (*Tenant, bool) { return nil, false }
+func (d rawDirectory) Each(fn func(*Tenant) bool) {
+	for i := range d {
+		if !fn(&d[i]) {
+			return
+		}
+	}
+}
+
+func TestProvisionUnvalidatedDirectory(t *testing.T) {
+	t.Run("unset scenario is valid, nil add", func(t *testing.T) {
+		res, err := Provision(rawDirectory{{Domain: "a.example"}}, testOptions(t.TempDir(), time.Now()), nil)
+		if err != nil || res.Counts[Valid] != 1 || res.Issued != 3 {
+			t.Fatalf("res %+v, err %v", res, err)
+		}
+	})
+	t.Run("unknown scenario", func(t *testing.T) {
+		_, err := Provision(rawDirectory{{Domain: "a.example", Certificate: "bogus"}}, testOptions(t.TempDir(), time.Now()), nil)
+		if !errors.Is(err, ErrBadScenario) {
+			t.Fatalf("err %v, want ErrBadScenario", err)
+		}
+	})
+}

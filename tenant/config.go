@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -29,23 +30,46 @@ func Load(path string) (Directory, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant: read config: %w", err)
 	}
-	d, err := Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+	c, err := decode(data)
+	if err == nil {
+		c.resolvePaths(filepath.Dir(path))
+		var d Directory
+		if d, err = c.Directory(); err == nil {
+			return d, nil
+		}
 	}
-	return d, nil
+	return nil, fmt.Errorf("%s: %w", path, err)
+}
+
+// resolvePaths makes relative cert_file and key_file paths relative to the config's folder.
+func (c *Config) resolvePaths(base string) {
+	for i := range c.Tenants {
+		for _, p := range []*string{&c.Tenants[i].CertFile, &c.Tenants[i].KeyFile} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(base, *p)
+			}
+		}
+	}
 }
 
 // Parse decodes and validates a tenants file. Unknown keys are an error, so a typo does not
 // silently fall back to a default.
 func Parse(data []byte) (Directory, error) {
+	c, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	return c.Directory()
+}
+
+func decode(data []byte) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		return nil, fmt.Errorf("tenant: parse config: %w", err)
 	}
-	return c.Directory()
+	return &c, nil
 }
 
 // Directory validates the config, fills in defaults and returns it as a Directory.

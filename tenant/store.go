@@ -13,13 +13,10 @@ import (
 	"strings"
 )
 
-// On-disk layout under Options.Dir (see Provision):
-//
-//	ca.pem, ca.key                 the local CA (key 0600)
-//	keys/<key type>/NNN.key        the leaf key pool, PEM PKCS#8, 0600
-//	certs/<key type>/platform.pem  the platform certificate (a bundle of one)
-//	certs/<key type>/XX.pem        domain certificates, bundled in 256 shards by a hash of the
-//	                               service domain (XX = 00 … ff)
+// Certificates are stored in bundles (layout: see Provision): 256 shards by a hash of the
+// service domain. One file per tenant would cost a file creation and a rename per certificate:
+// 4.2 s per 10k tenants on the machine where this was measured, against about 0.2 s for all 256
+// bundles.
 //
 // A bundle is PEM that openssl and Go read as a plain certificate list: a header comment naming
 // the format, the key type and the CA, then per certificate a comment line "# <domain> <host>

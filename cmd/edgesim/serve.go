@@ -148,7 +148,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	start := time.Now()
 	batch := s.store.Batch()
 	var addErr error
-	s.certs, err = tenant.Provision(dir, tenant.Options{Dir: o.data, KeyType: keyType, Logger: log.Named("certs")},
+	s.certs, err = tenant.Provision(dir, tenant.Options{Dir: o.data, KeyType: keyType, Logger: log},
 		func(host string, c *tls.Certificate) {
 			if err := batch.Set(host, c); err != nil && addErr == nil {
 				addErr = err
@@ -162,9 +162,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	}
 	batch.Commit()
 	s.store.SetPlatform(s.certs.Platform)
-	log.Info("certificates ready", zap.Int("tenants", dir.Len()), zap.Int("names", s.store.Len()),
-		zap.Int("issued", s.certs.Issued), zap.Int("reused", s.certs.Reused),
-		zap.Duration("took", time.Since(start)), zap.String("ca", s.certs.CAFile))
+	log.Debug("sni store loaded", zap.Int("names", s.store.Len()), zap.Duration("took", time.Since(start)))
 
 	registerServeMetrics(reg, s)
 	defer func() {
