@@ -162,6 +162,9 @@ func ValidateDomain(name string) error {
 	if len(labels) < 2 {
 		return fmt.Errorf("%w: %q needs at least two labels, like example.com", ErrBadDomain, name)
 	}
+	if tld := labels[len(labels)-1]; strings.Trim(tld, "0123456789") == "" {
+		return fmt.Errorf("%w: %q looks like an address; a name is needed here (DNS names end in a label with a letter)", ErrBadDomain, name)
+	}
 	for _, l := range labels {
 		if l == "" || len(l) > 63 {
 			return fmt.Errorf("%w: %q has an empty or over-long label", ErrBadDomain, name)
