@@ -92,7 +92,11 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	log.Info("shutting down: draining connections", zap.Duration("timeout", o.drainTimout))
 	sctx, cancel := context.WithTimeout(context.Background(), o.drainTimout)
 	defer cancel()
-	return s.shutdown(sctx)
+	if err := s.shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
 }
 
 // server is a running edgesim serve: the parts wired leaf first (tenants, certificates, SNI store,
@@ -178,7 +182,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		GetCertificate: s.store.GetCertificate, Tenants: dir,
 		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion,
 		HandshakeTimeout: o.handshakeTimeout, IdleTimeout: o.idleTimeout, MaxConns: o.maxConns,
-		Logger: log.Named("edge"), Registerer: reg,
+		Logger: log, Registerer: reg,
 	})
 	if err != nil {
 		return s, err
@@ -197,7 +201,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		Addr:       o.dnsAddr,
 		Zones:      newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise}),
 		Nameserver: "ns." + dir.Provider().Domain,
-		Logger:     log.Named("dns"), Registerer: reg,
+		Logger:     log, Registerer: reg,
 	})
 	if err != nil {
 		return s, err

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+)
+
+// The test binary doubles as 'edgesim serve' for BenchmarkHandshake, which needs the server in a
+// process of its own: pinned to one core and measured through /proc. With benchChildEnv set,
+// TestMain runs the arguments as an edgesim command line instead of the tests.
+const (
+	benchChildEnv = "EDGESIM_BENCH_CHILD" // "1": run os.Args[1:] as edgesim, not the tests
+	// benchChildCPUEnv pins every thread of the child to this CPU (used when taskset is missing).
+	benchChildCPUEnv = "EDGESIM_BENCH_CHILD_CPU"
+	// benchChildCPUProfileEnv: write a CPU profile of the serving phase (from the banner to
+	// shutdown) to this file.
+	benchChildCPUProfileEnv = "EDGESIM_BENCH_CHILD_CPUPROFILE"
+	// benchChildMemProfileEnv: write a heap profile to this file on SIGUSR1, then print
+	// benchHeapWritten on stdout.
+	benchChildMemProfileEnv = "EDGESIM_BENCH_CHILD_MEMPROFILE"
+	benchHeapWritten        = "edgesim-bench: heap profile written"
+	benchBannerEnd          = "press Ctrl-C to stop"
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(benchChildEnv) == "1" {
+		os.Exit(runBenchChild(os.Args[1:]))
+	}
+	os.Exit(m.Run())
+}
+
+// runBenchChild is the child process of BenchmarkHandshake: edgesim's own run, with the
+// optional pinning and profiles the benchmark asks for through the environment.
+func runBenchChild(args []string) int {
+	if s := os.Getenv(benchChildCPUEnv); s != "" {
+		cpu, err := strconv.Atoi(s)
+		if err == nil {
+			err = pinAllThreads(cpu)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "edgesim-bench: pin to CPU %s: %v\n", s, err)
+			return exitFail
+		}
+	}
+	stdout := io.Writer(os.Stdout)
+	var prof *cpuProfileOnBanner
+	if path := os.Getenv(benchChildCPUProfileEnv); path != "" {
+		prof = &cpuProfileOnBanner{w: os.Stdout, path: path}
+		stdout = prof
+	}
+	if path := os.Getenv(benchChildMemProfileEnv); path != "" {
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		go func() {
+			for range usr1 {
+				if err := writeHeapProfile(path); err != nil {
+					fmt.Fprintf(os.Stderr, "edgesim-bench: heap profile: %v\n", err)
+				}
+				fmt.Fprintln(os.Stdout, benchHeapWritten)
+			}
+		}()
+	}
+	code := run(args, stdout, os.Stderr)
+	if prof != nil {
+		if err := prof.stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "edgesim-bench: cpu profile: %v\n", err)
+		}
+	}
+	return code
+}
+
+func writeHeapProfile(path string) error {
+	runtime.GC() // the profile's in-use figures are as of the last collection
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// cpuProfileOnBanner passes writes through to w and starts a CPU profile once the banner's last
+// line has gone by, so the profile covers serving only, not certificate provisioning.
+type cpuProfileOnBanner struct {
+	w    io.Writer
+	path string
+
+	mu      sync.Mutex
+	seen    []byte // output so far, until the banner ends
+	f       *os.File
+	started bool
+}
+
+func (p *cpuProfileOnBanner) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		p.seen = append(p.seen, b...)
+		if bytes.Contains(p.seen, []byte(benchBannerEnd)) {
+			p.started, p.seen = true, nil
+			if f, ferr := os.Create(p.path); ferr != nil {
+				fmt.Fprintf(os.Stderr, "edgesim-bench: cpu profile: %v\n", ferr)
+			} else if ferr := pprof.StartCPUProfile(f); ferr != nil {
+				f.Close()
+				fmt.Fprintf(os.Stderr, "edgesim-bench: cpu profile: %v\n", ferr)
+			} else {
+				p.f = f
+			}
+		}
+	}
+	return n, err
+}
+
+func (p *cpuProfileOnBanner) stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.f == nil {
+		return nil
+	}
+	pprof.StopCPUProfile()
+	err := p.f.Close()
+	p.f = nil
+	return err
+}
