@@ -202,10 +202,6 @@ func New(cfg Config) (*Edge, error) {
 	if err := cfg.resolve(); err != nil {
 		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
-	if err != nil {
-		return nil, err
-	}
 	base, err := baseTLSConfig(&cfg)
 	if err != nil {
 		return nil, err
@@ -213,7 +209,6 @@ func New(cfg Config) (*Edge, error) {
 	e := &Edge{
 		cfg:       cfg,
 		log:       cfg.Logger.Named("proxy"),
-		m:         m,
 		quit:      make(chan struct{}),
 		acceptEnd: make(chan struct{}),
 		tracked:   make(map[*serverConn]struct{}),
@@ -225,17 +220,28 @@ func New(cfg Config) (*Edge, error) {
 		lnHTTPS: {"HTTPSAddr", cfg.HTTPSAddr}, lnXMPP: {"XMPPAddr", cfg.XMPPAddr}, lnSIP: {"SIPAddr", cfg.SIPAddr},
 	}
 	serves := [numListeners]func(*serverConn) bool{lnHTTPS: e.serveHTTPS, lnXMPP: e.serveXMPP, lnSIP: e.serveSIP}
+	closeBound := func(n int) {
+		for j := range n {
+			e.ln[j].ln.Close()
+		}
+	}
 	for i := range e.ln {
 		l := &e.ln[i]
-		l.idx, l.serve, l.max, l.m = i, serves[i], int64(cfg.MaxConns), &m.ln[i]
+		l.idx, l.serve, l.max = i, serves[i], int64(cfg.MaxConns)
 		l.tls = listenerTLSConfig(base, i)
 		l.ln, err = net.Listen("tcp", addrs[i].addr)
 		if err != nil {
-			for j := range i {
-				e.ln[j].ln.Close()
-			}
+			closeBound(i)
 			return nil, fmt.Errorf("proxy: %s %s: %w", addrs[i].field, addrs[i].addr, err)
 		}
+	}
+	// Registered only once the listeners are bound, so a failed New leaves the registry as it was.
+	if e.m, err = newMetrics(cfg.Registerer); err != nil {
+		closeBound(numListeners)
+		return nil, err
+	}
+	for i := range e.ln {
+		e.ln[i].m = &e.m.ln[i]
 	}
 	port := func(adv int, i int) int {
 		if adv != 0 {
@@ -274,6 +280,9 @@ func (e *Edge) Start() {
 			e.accepting.Wait()
 			close(e.acceptEnd)
 		}()
+		h, x, s := e.Addrs()
+		e.log.Info("edge listening", zap.Stringer("https", h), zap.Stringer("xmpp", x), zap.Stringer("sip", s),
+			zap.String("edge_host", e.cfg.EdgeHost), zap.Int("max_conns", e.cfg.MaxConns))
 	})
 }
 

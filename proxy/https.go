@@ -178,7 +178,7 @@ func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, pass, ok := r.BasicAuth()
-	if !ok || !authenticate(t, user, pass) {
+	if !ok || !checkUser(t, user, pass) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Cisco-Edge"`)
 		e.httpError(w, http.StatusUnauthorized, "send the credentials of a user of "+t.Domain+" with HTTP Basic authentication")
 		return
@@ -237,9 +237,9 @@ func decodeDomain(s string) (string, error) {
 	return d, nil
 }
 
-// authenticate applies the tenant's user rule (tenant.HasUser) to a login name, which may be the
+// checkUser applies the tenant's user rule (tenant.HasUser) to a login name, which may be the
 // bare user or user@<service domain>.
-func authenticate(t *tenant.Tenant, login, password string) bool {
+func checkUser(t *tenant.Tenant, login, password string) bool {
 	user, domain, qualified := strings.Cut(login, "@")
 	if qualified && !strings.EqualFold(tenant.Normalize(domain), t.Domain) {
 		return false
@@ -292,9 +292,12 @@ func (e *Edge) edgeConfigXML(t *tenant.Tenant, names []string) ([]byte, error) {
 
 	var buf bytes.Buffer
 	buf.WriteString(xml.Header)
-	if err := xml.NewEncoder(&buf).Encode(&resp); err != nil {
+	enc := xml.NewEncoder(&buf)
+	enc.Indent("", "  ")
+	if err := enc.Encode(&resp); err != nil {
 		return nil, err
 	}
+	buf.WriteByte('\n')
 	return buf.Bytes(), nil
 }
 

@@ -105,8 +105,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Namespace: namespace, Subsystem: "xmpp", Name: "bound_streams_total",
 		Help: "XMPP streams that completed STARTTLS, SASL and resource binding.",
 	})
-	for _, c := range []prometheus.Collector{hsDuration, hsTotal, resumed, open, rejected, httpReqs, sipReqs, xmppLogins, xmppStreams} {
+	collectors := []prometheus.Collector{hsDuration, hsTotal, resumed, open, rejected, httpReqs, sipReqs, xmppLogins, xmppStreams}
+	for i, c := range collectors {
 		if err := reg.Register(c); err != nil {
+			for _, done := range collectors[:i] {
+				reg.Unregister(done)
+			}
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {
 				return nil, fmt.Errorf("proxy: register metrics: %w (give each Edge its own Registerer)", err)

@@ -400,7 +400,14 @@ func (e *Edge) serveSIP(sc *serverConn) bool {
 	if err != nil {
 		return false
 	}
-	defer tc.Close()
+	// When the edge ends the connection it sends close_notify; when the peer has gone (EOF,
+	// reset) that would be a wasted record and write, so handle just closes the socket.
+	closeNotify := func(err error) bool {
+		if err == nil || isTimeout(err) {
+			tc.Close()
+		}
+		return false
+	}
 	r := sipReaderPool.Get().(*sipReader)
 	r.br.Reset(tc)
 	defer func() {
@@ -412,10 +419,10 @@ func (e *Edge) serveSIP(sc *serverConn) bool {
 	for {
 		sc.raw.SetReadDeadline(time.Now().Add(e.cfg.IdleTimeout))
 		if e.idle(sc) {
-			return false
+			return closeNotify(nil)
 		}
 		if _, err := r.br.Peek(1); err != nil || !sc.active() {
-			return false
+			return closeNotify(err)
 		}
 		sc.raw.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 		msg, err := r.read()
@@ -431,7 +438,7 @@ func (e *Edge) serveSIP(sc *serverConn) bool {
 		case err == errSIPHeaderTooLarge || err == errSIPBodyTooLarge || err == errSIPMalformed:
 			out, code = r.respond(err, rand.Uint64())
 		default:
-			return false // EOF, timeout, reset
+			return closeNotify(err) // EOF, reset, timeout
 		}
 		if code != 0 {
 			e.m.sipRequest(r.bytes(r.method), code)
@@ -443,7 +450,7 @@ func (e *Edge) serveSIP(sc *serverConn) bool {
 			}
 		}
 		if err != nil {
-			return false
+			return closeNotify(nil)
 		}
 	}
 }

@@ -67,6 +67,30 @@ func (b *byteBudget) ReadByte() (byte, error) {
 	return b.br.ReadByte()
 }
 
+// startsElement skips whitespace and reports errNotWellFormed unless an element (or the
+// stream's end tag) follows: the decoder would otherwise wait for a '<' that may never come. Call
+// it only where the decoder holds no byte of its own (after a start or end tag).
+func (b *byteBudget) startsElement() error {
+	for {
+		if b.n <= 0 {
+			return errXMPPTooLarge
+		}
+		p, err := b.br.Peek(1)
+		if err != nil {
+			return err
+		}
+		switch p[0] {
+		case ' ', '\t', '\r', '\n':
+			b.br.Discard(1)
+			b.n--
+		case '<':
+			return nil
+		default:
+			return errNotWellFormed
+		}
+	}
+}
+
 func (b *byteBudget) Read(p []byte) (int, error) {
 	if b.n <= 0 {
 		return 0, errXMPPTooLarge
@@ -80,14 +104,18 @@ func (b *byteBudget) Read(p []byte) (int, error) {
 }
 
 // xmppPreTLS runs the plaintext start of a client stream (RFC 6120 §5.4.2). It reads the client's
-// stream header from r and answers on w with the edge's header and STARTTLS-required features,
+// stream header from in and answers on w with the edge's header and STARTTLS-required features,
 // then reads the next element, which must be <starttls/>, and answers <proceed/>. It returns the
 // stream's service domain (as lookup canonicalises it) when TLS should start. Any other outcome
-// is an error, after the stream has been closed on w as RFC 6120 prescribes. r must bound what it
-// yields (see byteBudget); the caller also sets a deadline.
-func xmppPreTLS(r io.Reader, w io.Writer, lookup func(domain string) (string, bool), edgeHost string) (string, error) {
-	dec := xml.NewDecoder(r)
-	start, err := readStreamHeader(dec)
+// is an error, after the stream has been closed on w as RFC 6120 prescribes. in bounds what the
+// client may send; the caller also sets a deadline.
+func xmppPreTLS(in *byteBudget, w io.Writer, lookup func(domain string) (string, bool), edgeHost string) (string, error) {
+	dec := xml.NewDecoder(in)
+	err := in.startsElement()
+	var start xml.StartElement
+	if err == nil {
+		start, err = readStreamHeader(dec)
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return "", err
@@ -107,7 +135,10 @@ func xmppPreTLS(r io.Reader, w io.Writer, lookup func(domain string) (string, bo
 	if _, err := io.WriteString(w, streamHeader(domain)+featuresStartTLS); err != nil {
 		return "", err
 	}
-	tok, err := nextElement(dec)
+	var tok xml.Token
+	if err = in.startsElement(); err == nil {
+		tok, err = nextElement(dec)
+	}
 	switch t := tok.(type) {
 	case nil:
 		if !errors.Is(err, io.EOF) {
@@ -123,6 +154,7 @@ func xmppPreTLS(r io.Reader, w io.Writer, lookup func(domain string) (string, bo
 			return "", errXMPPNoStartTLS
 		}
 		if err := dec.Skip(); err != nil {
+			writeStreamError(w, false, "", streamErrorFor(err))
 			return "", err
 		}
 	}
@@ -291,6 +323,8 @@ type xmppSession struct {
 	t     *tenant.Tenant
 	user  string // local part after SASL
 	bound bool
+
+	headerSent bool // the edge has opened its side of the current stream
 }
 
 func (s *xmppSession) run() error {
@@ -313,9 +347,9 @@ func (s *xmppSession) fail(err error) error {
 	case errors.Is(err, errXMPPClosed):
 		s.write(xmlStreamEnd)
 	case errors.Is(err, errXMPPShuttingDown):
-		writeStreamError(s.writer(), false, "", "system-shutdown")
+		writeStreamError(s.writer(), !s.headerSent, s.t.Domain, "system-shutdown")
 	default:
-		writeStreamError(s.writer(), false, "", streamErrorFor(err))
+		writeStreamError(s.writer(), !s.headerSent, s.t.Domain, streamErrorFor(err))
 	}
 	return err
 }
@@ -347,6 +381,9 @@ func (s *xmppSession) waitIdle() error {
 			return err
 		}
 		if c := b[0]; c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+			if c != '<' {
+				return errNotWellFormed
+			}
 			break
 		}
 		s.br.Discard(1)
@@ -359,7 +396,7 @@ func (s *xmppSession) waitIdle() error {
 	return nil
 }
 
-// next returns the client's next top-level element; end is true when it closed the stream.
+// next returns the client's next top-level element, or errXMPPClosed when it closed the stream.
 func (s *xmppSession) next() (start xml.StartElement, err error) {
 	if err := s.waitIdle(); err != nil {
 		return start, err
@@ -377,15 +414,12 @@ func (s *xmppSession) next() (start xml.StartElement, err error) {
 // openStream reads the client's (re)started stream header and answers with features.
 func (s *xmppSession) openStream(features string) error {
 	s.dec = xml.NewDecoder(&s.in)
+	s.headerSent = false
 	if err := s.waitIdle(); err != nil {
 		return err
 	}
 	start, err := readStreamHeader(s.dec)
 	if err != nil {
-		if !errors.Is(err, io.EOF) {
-			writeStreamError(s.writer(), true, s.t.Domain, streamErrorFor(err))
-			return errXMPPStreamError
-		}
 		return err
 	}
 	cond := checkStreamHeader(start)
@@ -396,6 +430,7 @@ func (s *xmppSession) openStream(features string) error {
 		writeStreamError(s.writer(), true, s.t.Domain, cond)
 		return errXMPPStreamError
 	}
+	s.headerSent = true
 	return s.write(streamHeader(s.t.Domain) + features)
 }
 
@@ -476,7 +511,7 @@ func (s *xmppSession) checkPlain(data string) (user, cond string) {
 	if authzid != "" && !strings.EqualFold(authzid, local+"@"+s.t.Domain) && !strings.EqualFold(authzid, authcid) {
 		return "", "invalid-authzid"
 	}
-	if !authenticate(s.t, authcid, password) {
+	if !checkUser(s.t, authcid, password) {
 		return "", "not-authorized"
 	}
 	return strings.ToLower(local), ""
