@@ -188,7 +188,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		Logger: log, Registerer: reg,
 	})
 	if err != nil {
-		return s, err
+		return s, portHint(err, "--https-addr, --xmpp-addr or --sip-addr")
 	}
 	httpsAddr, _, _ := s.edge.Addrs()
 	hp := httpsAddr.(*net.TCPAddr).AddrPort()
@@ -210,12 +210,12 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		return s, err
 	}
 	if err = s.dns.Start(); err != nil {
-		return s, fmt.Errorf("dns: %w", err)
+		return s, portHint(fmt.Errorf("dns: %w", err), "--dns-addr")
 	}
 	s.edge.Start()
 	if o.metricsAddr != "" {
 		if s.metricLn, err = net.Listen("tcp", o.metricsAddr); err != nil {
-			return s, fmt.Errorf("--metrics-addr: %w", err)
+			return s, portHint(fmt.Errorf("metrics: %w", err), "--metrics-addr")
 		}
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -254,6 +254,14 @@ func registerServeMetrics(reg *prometheus.Registry, s *server) {
 	tenants := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "edgesim", Name: "tenants", Help: "Tenants (service domains) served."})
 	tenants.Set(float64(s.dir.Len()))
 	reg.MustRegister(build, expiry, tenants)
+}
+
+// portHint adds what to do when a listener's port is taken.
+func portHint(err error, flags string) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%w: another process holds the port; stop it or choose another with %s", err, flags)
+	}
+	return err
 }
 
 // tlsOptions parses --curves and --tls-min.

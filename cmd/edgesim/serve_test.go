@@ -426,3 +426,18 @@ func TestDNSExport(t *testing.T) {
 		}
 	}
 }
+
+func TestServePortTaken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var out, errOut strings.Builder
+	code := run([]string{"serve", "--data", t.TempDir(), "--key-type", "ecdsa-p256", "--sip-addr", ln.Addr().String(),
+		"--https-addr", "127.0.0.1:0", "--xmpp-addr", "127.0.0.1:0", "--dns-addr", "127.0.0.1:0", "--metrics-addr", "",
+		"--log-level", "error"}, &out, &errOut)
+	if code != exitFail || !strings.Contains(errOut.String(), "choose another with") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
+	}
+}
