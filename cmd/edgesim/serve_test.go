@@ -441,3 +441,60 @@ func TestServePortTaken(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// TestServeHotReplace replaces every tenant's certificate over and over while handshakes run:
+// each handshake must succeed and see its host's old or new certificate, never anything else.
+func TestServeHotReplace(t *testing.T) {
+	const tenants = 20
+	s := testServer(t, "--tenants", strconv.Itoa(tenants))
+	https, _, _ := s.addrs()
+	host := func(k int) string { return fmt.Sprintf("mra.tenant-%d.example", k) }
+	orig := map[string]*tls.Certificate{}
+	for k := 1; k <= tenants; k++ {
+		c, ok := s.store.Get(host(k))
+		if !ok {
+			t.Fatalf("%s not in the store", host(k))
+		}
+		orig[host(k)] = c
+	}
+	// The replacement for tenant k is tenant k+1's certificate, easy to tell apart on the wire.
+	next := func(k int) string { return host(k%tenants + 1) }
+	done := make(chan struct{})
+	swaps := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { swaps <- n }()
+		for {
+			for _, useOrig := range []bool{false, true} {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				b := s.store.Batch()
+				for k := 1; k <= tenants; k++ {
+					c := orig[next(k)]
+					if useOrig {
+						c = orig[host(k)]
+					}
+					_ = b.Set(host(k), c)
+				}
+				b.Commit()
+				n++
+			}
+		}
+	}()
+	for i := range 300 {
+		k := i%tenants + 1
+		leaf := handshake(t, https, host(k))
+		want := map[string]bool{host(k): true, next(k): true}
+		if !want[leaf.Subject.CommonName] {
+			close(done)
+			t.Fatalf("handshake %d for %s presented %s", i, host(k), leaf.Subject.CommonName)
+		}
+	}
+	close(done)
+	if n := <-swaps; n < 2 {
+		t.Fatalf("only %d replacement rounds ran during the handshakes", n)
+	}
+}
