@@ -65,7 +65,7 @@ func (b *Batch) Commit() BatchResult {
 			}
 		}
 		if t := set.Load(); t.needsGrow(adds) {
-			set.Store(t.rebuilt(adds))
+			set.Store(t.rebuilt(s.seed, adds))
 		}
 	}
 	for _, o := range b.ops {
@@ -76,7 +76,7 @@ func (b *Batch) Commit() BatchResult {
 			if t.del(h, o.key) {
 				r.Deleted++
 			}
-		case t.put(newEntry(h, o.key, o.cert)):
+		case t.put(h, o.key, o.cert):
 			r.Added++
 		default:
 			r.Replaced++

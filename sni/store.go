@@ -89,13 +89,13 @@ func (s *Store) Lookup(name string) (*tls.Certificate, Kind) {
 // lookup answers for a normalised name.
 func (s *Store) lookup(key string) (*tls.Certificate, Kind) {
 	if key != "" {
-		if e := s.exact.Load().get(hashKey(s.seed, key), key); e != nil {
-			return e.cert, Exact
+		if c := s.exact.Load().get(hashKey(s.seed, key), key); c != nil {
+			return c, Exact
 		}
 		if i := strings.IndexByte(key, '.'); i > 0 && i < len(key)-1 {
 			parent := key[i+1:]
-			if e := s.wild.Load().get(hashKey(s.seed, parent), parent); e != nil {
-				return e.cert, Wildcard
+			if c := s.wild.Load().get(hashKey(s.seed, parent), parent); c != nil {
+				return c, Wildcard
 			}
 		}
 	}
@@ -176,17 +176,15 @@ func (s *Store) Get(name string) (*tls.Certificate, bool) {
 	if err != nil {
 		return nil, false
 	}
-	if e := set.Load().get(hashKey(s.seed, key), key); e != nil {
-		return e.cert, true
-	}
-	return nil, false
+	c := set.Load().get(hashKey(s.seed, key), key)
+	return c, c != nil
 }
 
 // Range calls fn for every stored name ("*.parent" for wildcards) until fn returns false. It
 // sees each name as it was at some moment during the call, not a snapshot of the whole store.
 func (s *Store) Range(fn func(name string, c *tls.Certificate) bool) {
-	if s.exact.Load().each(func(e *entry) bool { return fn(e.key, e.cert) }) {
-		s.wild.Load().each(func(e *entry) bool { return fn("*."+e.key, e.cert) })
+	if s.exact.Load().each(fn) {
+		s.wild.Load().each(func(key string, c *tls.Certificate) bool { return fn("*."+key, c) })
 	}
 }
 

@@ -184,6 +184,14 @@ func TestConcurrentChurn(t *testing.T) {
 		names[i] = "mra.tenant-" + strconv.Itoa(i) + ".example"
 		mustSet(t, s, names[i], old)
 	}
+	// Churn names come and go in the slots around the stable ones; each has its own
+	// certificate, so a reader that got another key's certificate would notice.
+	churn := make([]string, n)
+	churnCert := make(map[string]*tls.Certificate, n)
+	for i := range churn {
+		churn[i] = "churn-" + strconv.Itoa(i) + ".example"
+		churnCert[churn[i]] = newCert()
+	}
 	var stop atomic.Bool
 	var bad atomic.Int64
 	var wg sync.WaitGroup
@@ -192,6 +200,10 @@ func TestConcurrentChurn(t *testing.T) {
 			for i := r; !stop.Load(); i++ {
 				c, k := s.Lookup(names[i%n])
 				if k != Exact || (c != old && c != cur) {
+					bad.Add(1)
+				}
+				name := churn[(i*7)%n]
+				if c, k := s.Lookup(name); k == Exact && c != churnCert[name] {
 					bad.Add(1)
 				}
 			}
@@ -205,11 +217,11 @@ func TestConcurrentChurn(t *testing.T) {
 				c = cur
 			}
 			_ = b.Set(name, c)
-			_ = b.Set("churn-"+strconv.Itoa(i)+".example", c) // added and removed alongside
+			_ = b.Set(churn[i], churnCert[churn[i]]) // added and removed alongside
 		}
 		b.Commit()
-		for i := range names {
-			s.Delete("churn-" + strconv.Itoa(i) + ".example")
+		for i := range churn {
+			s.Delete(churn[i])
 		}
 	}
 	stop.Store(true)
@@ -284,5 +296,45 @@ edgesim_sni_selections_total{kind="wildcard"} 0
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestKeyLengths covers names stored inline in the slot and names kept outside it, around the
+// boundary, including two names that differ only past it.
+func TestKeyLengths(t *testing.T) {
+	s := New()
+	certs := map[string]*tls.Certificate{}
+	for n := 4; n <= 120; n++ {
+		name := strings.Repeat("a", n-4) + ".com"
+		certs[name] = newCert()
+		mustSet(t, s, name, certs[name])
+	}
+	twinA, twinB := strings.Repeat("b", 40)+"1.example", strings.Repeat("b", 40)+"2.example"
+	certs[twinA], certs[twinB] = newCert(), newCert()
+	mustSet(t, s, twinA, certs[twinA])
+	mustSet(t, s, twinB, certs[twinB])
+	for name, want := range certs {
+		if got, k := s.Lookup(strings.ToUpper(name)); got != want || k != Exact {
+			t.Fatalf("Lookup(%d octets) = %p %v, want %p", len(name), got, k, want)
+		}
+	}
+	seen := 0
+	s.Range(func(name string, c *tls.Certificate) bool {
+		if certs[name] != c {
+			t.Fatalf("Range gave %q with a foreign certificate", name)
+		}
+		seen++
+		return true
+	})
+	if seen != len(certs) {
+		t.Fatalf("Range saw %d of %d names", seen, len(certs))
+	}
+	for name := range certs {
+		if !s.Delete(name) {
+			t.Fatalf("Delete(%d octets) found nothing", len(name))
+		}
+	}
+	if s.Len() != 0 {
+		t.Fatalf("Len = %d after deleting all", s.Len())
 	}
 }
