@@ -4,9 +4,9 @@
 // A Store is built with New and plugs straight into tls.Config.GetCertificate. Lookups normalise
 // the name (ASCII case, one trailing dot), then try the exact name, then a wildcard covering the
 // left-most label only, then the platform certificate. Reads take no lock and allocate nothing;
-// writers publish each change with one atomic store (see table), so adding, replacing and
-// removing certificates never blocks or fails a handshake, and the cost of a lookup does not grow
-// with the number of names. All methods are safe for concurrent use; a Store needs no stopping.
+// writers change one slot at a time under a per-slot sequence number that readers check (see
+// table), so adding, replacing and removing certificates never blocks or fails a handshake, and
+// the cost of a lookup does not grow with the number of names beyond what memory caches give. All methods are safe for concurrent use; a Store needs no stopping.
 package sni
 
 import (
