@@ -4,34 +4,33 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"hash/maphash"
-	"runtime"
 	"sync/atomic"
 )
 
 // table is an open-addressing hash table (linear probing) whose slots hold the key, its hash and
-// the certificate inline, one 64-byte cache line per slot. Readers probe without a lock; one
-// writer at a time (the Store's mutex) changes slots, and grows the table by building a new one
-// and swapping the Store's pointer, so a reader holding an old table sees a consistent, slightly
-// older view.
+// the certificate inline, one 64-byte cache line per slot. Readers probe without a lock and never
+// wait; one writer at a time (the Store's mutex) changes slots, and grows or compacts the table by
+// building a new one and swapping the Store's pointer, so a reader holding an old table sees a
+// consistent, slightly older view.
 //
-// Each slot is a small seqlock: a writer that changes which key a slot holds makes seq odd,
-// rewrites the slot and makes it even again; a reader retries when seq was odd or moved while it
-// read. Replacing the certificate of a key already in place is a single atomic store. Every field
-// is read and written atomically, so the race detector has nothing to say.
+// A slot is written once: the writer fills in the key and certificate of an empty slot and
+// publishes its tag last, so a reader that sees the tag sees the rest. Replacing a certificate is
+// one atomic store; deleting marks the slot with the tombstone tag and clears its certificate.
+// Deleted slots are not reused until the next rebuild, so the key bytes of a published slot never
+// change under a reader. Every field is read and written atomically.
 //
-// A hit at a million names costs one cache line, where a Go map takes three (control word, slot,
-// key bytes): the key is compared in place for names of up to inlineKey octets.
+// A hit at a million names costs one cache line where a Go map takes three (control word, slot,
+// key bytes): names of up to inlineKey octets are compared in place.
 type table struct {
 	mask  uint64
 	slots []slot
 	live  int // keys present; writer-owned
-	used  int // keys present plus tombstones; writer-owned
+	used  int // slots ever filled since the last rebuild (live and deleted); writer-owned
 }
 
-const inlineKey = 32
+const inlineKey = 40
 
 type slot struct {
-	seq  atomic.Uint64
 	tag  atomic.Uint64 // 0: empty; tombstone: deleted; else hash with the key length in the low byte
 	cert atomic.Pointer[tls.Certificate]
 	long atomic.Pointer[string] // the key, when longer than inlineKey
@@ -61,18 +60,22 @@ func pack(key string) (p packed) {
 	}
 	var b [inlineKey]byte
 	copy(b[:], key)
-	for i := range p {
+	for i := 0; i < words(key); i++ {
 		p[i] = binary.LittleEndian.Uint64(b[i*8:])
 	}
 	return p
 }
+
+// words is how many inline words a key fills; the rest are zero.
+func words(key string) int { return (len(key) + 7) / 8 }
 
 func (s *slot) matches(key string, p *packed) bool {
 	if len(key) > inlineKey {
 		l := s.long.Load()
 		return l != nil && *l == key
 	}
-	for i := range p {
+	// The tag already matched, and it holds the length: only the words the key fills differ.
+	for i := 0; i < words(key); i++ {
 		if s.key[i].Load() != p[i] {
 			return false
 		}
@@ -105,54 +108,28 @@ func (t *table) get(h uint64, key string) *tls.Certificate {
 	p := pack(key)
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
-		for {
-			v := s.seq.Load()
-			if v&1 != 0 {
-				runtime.Gosched() // a writer is rewriting this slot: a few stores, let it finish
-				continue
+		switch s.tag.Load() {
+		case 0:
+			return nil
+		case want:
+			if s.matches(key, &p) {
+				return s.cert.Load() // nil if deleted since the tag was read
 			}
-			tag := s.tag.Load()
-			if tag == 0 {
-				if s.seq.Load() == v {
-					return nil
-				}
-				continue
-			}
-			var c *tls.Certificate
-			hit := tag == want && s.matches(key, &p)
-			if hit {
-				c = s.cert.Load()
-			}
-			if s.seq.Load() != v {
-				continue
-			}
-			if hit {
-				return c
-			}
-			break
 		}
 	}
 }
 
-// find returns the slot holding key, or the slot where it would be inserted (the first
-// tombstone on its probe path, else the empty slot ending it). Writer only.
-func (t *table) find(h uint64, key string) (s *slot, present bool) {
+// find returns the live slot holding key, or nil and the empty slot ending its probe path.
+// Writer only.
+func (t *table) find(h uint64, key string) (live, empty *slot) {
 	want, p := tagOf(h, key), pack(key)
-	var free *slot
 	for i := h & t.mask; ; i = (i + 1) & t.mask {
 		s := &t.slots[i]
 		switch tag := s.tag.Load(); {
 		case tag == 0:
-			if free == nil {
-				free = s
-			}
-			return free, false
-		case tag == tombstone:
-			if free == nil {
-				free = s
-			}
+			return nil, s
 		case tag == want && s.matches(key, &p):
-			return s, true
+			return s, nil
 		}
 	}
 }
@@ -160,42 +137,34 @@ func (t *table) find(h uint64, key string) (s *slot, present bool) {
 // put inserts or replaces and reports whether the key was new. The caller holds the writer lock
 // and has made room (see needsGrow).
 func (t *table) put(h uint64, key string, c *tls.Certificate) (added bool) {
-	s, present := t.find(h, key)
-	if present {
+	s, empty := t.find(h, key)
+	if s != nil {
 		s.cert.Store(c)
 		return false
 	}
-	if s.tag.Load() == 0 {
-		t.used++
-	}
-	t.live++
-	s.seq.Add(1)
 	if len(key) > inlineKey {
-		s.long.Store(&key)
+		empty.long.Store(&key)
 	} else {
-		s.long.Store(nil)
 		p := pack(key)
 		for i := range p {
-			s.key[i].Store(p[i])
+			empty.key[i].Store(p[i])
 		}
 	}
-	s.cert.Store(c)
-	s.tag.Store(tagOf(h, key))
-	s.seq.Add(1)
+	empty.cert.Store(c)
+	empty.tag.Store(tagOf(h, key)) // publish
+	t.used++
+	t.live++
 	return true
 }
 
 // del marks key deleted and reports whether it was present. The caller holds the writer lock.
 func (t *table) del(h uint64, key string) bool {
-	s, present := t.find(h, key)
-	if !present {
+	s, _ := t.find(h, key)
+	if s == nil {
 		return false
 	}
-	s.seq.Add(1)
 	s.tag.Store(tombstone)
 	s.cert.Store(nil)
-	s.long.Store(nil)
-	s.seq.Add(1)
 	t.live--
 	return true
 }
@@ -218,27 +187,11 @@ func (t *table) rebuilt(seed maphash.Seed, extra int) *table {
 func (t *table) each(fn func(key string, c *tls.Certificate) bool) bool {
 	for i := range t.slots {
 		s := &t.slots[i]
-		for {
-			v := s.seq.Load()
-			if v&1 != 0 {
-				runtime.Gosched()
-				continue
-			}
-			tag := s.tag.Load()
-			if tag == 0 || tag == tombstone {
-				if s.seq.Load() == v {
-					break
-				}
-				continue
-			}
-			key, c := s.keyString(), s.cert.Load()
-			if s.seq.Load() != v {
-				continue
-			}
-			if c != nil && !fn(key, c) {
-				return false
-			}
-			break
+		if tag := s.tag.Load(); tag == 0 || tag == tombstone {
+			continue
+		}
+		if c := s.cert.Load(); c != nil && !fn(s.keyString(), c) {
+			return false
 		}
 	}
 	return true
