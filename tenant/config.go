@@ -2,7 +2,9 @@ package tenant
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,6 +69,9 @@ func decode(data []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: the config is empty; it needs a tenants: list", ErrNoTenants)
+		}
 		return nil, fmt.Errorf("tenant: parse config: %w", err)
 	}
 	return &c, nil
@@ -149,6 +154,12 @@ func (t *Tenant) resolve() error {
 			return fmt.Errorf("%s: srv[%d].target (SRV targets are names, never addresses): %w", t.Domain, i, err)
 		}
 	}
+	if t.ACME {
+		return fmt.Errorf("%s: acme: true: this edgesim does not issue certificates through ACME yet; remove the line and use a certificate scenario or cert_file/key_file", t.Domain)
+	}
+	if len(t.Users) == 0 {
+		t.Users = defaultUsers
+	}
 	for _, u := range t.Users {
 		if u == "" || strings.ContainsAny(u, "@ \t:/") {
 			return fmt.Errorf("%s: user %q: give the part before @ only, without spaces, ':' or '/'", t.Domain, u)
@@ -161,6 +172,15 @@ func (t *Tenant) resolve() error {
 	}
 	return nil
 }
+
+// defaultUsers are the users of a tenant whose entry lists none, as for synthetic tenants.
+var defaultUsers = func() []string {
+	u := make([]string, DefaultUsers)
+	for i := range u {
+		u[i] = SyntheticUser(i + 1)
+	}
+	return u
+}()
 
 func scenarioList() string {
 	s := make([]string, len(Scenarios))

@@ -43,6 +43,9 @@ tenants:
 	if known, _ := com.HasUser("mallory", "x"); known {
 		t.Fatal("unknown user accepted")
 	}
+	if known, ok := org.HasUser("user10", "x"); !known || !ok {
+		t.Fatal("a tenant listing no users must know user1 … user10")
+	}
 }
 
 func TestParseErrors(t *testing.T) {
@@ -62,6 +65,8 @@ func TestParseErrors(t *testing.T) {
 		{"cert file without key", "tenants:\n  - domain: example.com\n    cert_file: a.pem\n", "go together", nil},
 		{"srv target address", "tenants:\n  - domain: example.com\n    srv: [{target: 192.0.2.1}]\n", "never addresses", nil},
 		{"not YAML", "tenants: [", "parse config", nil},
+		{"empty", "", "the config is empty", ErrNoTenants},
+		{"acme not yet", "tenants:\n  - domain: example.com\n    acme: true\n", "not issue certificates through ACME yet", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

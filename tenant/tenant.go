@@ -70,7 +70,7 @@ type SRVTarget struct {
 type Tenant struct {
 	// Domain is the service domain users type after the @ (lower case, no trailing dot).
 	Domain string `yaml:"domain"`
-	// Users are the user names (left of @) the edge knows.
+	// Users are the user names (left of @) the edge knows; none listed means user1 … user10.
 	Users []string `yaml:"users,omitempty"`
 	// Passwords optionally pins a password per user; a known user without one is accepted with
 	// any password, so load runs need no secrets.
@@ -86,7 +86,8 @@ type Tenant struct {
 	EdgeHost string `yaml:"edge_host,omitempty"`
 	// SRV, when set, replaces the single default record with these targets.
 	SRV []SRVTarget `yaml:"srv,omitempty"`
-	// ACME asks for the domain certificate to be issued by ACME (see the acme package).
+	// ACME asks for the domain certificate to be issued through ACME. Not available yet: a
+	// tenants file that sets it is refused with a sentence saying so.
 	ACME bool `yaml:"acme,omitempty"`
 }
 

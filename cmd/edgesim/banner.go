@@ -16,17 +16,13 @@ func goVersion() string { return runtime.Version() }
 func (s *server) printBanner(w io.Writer) {
 	https, xmpp, sip := s.edge.Addrs()
 	p := s.dir.Provider()
-	var first *tenant.Tenant
-	s.dir.Each(func(t *tenant.Tenant) bool { first = t; return false })
-	user := "user1"
-	if len(first.Users) > 0 {
-		user = first.Users[0]
-	}
-	sniHost := first.SNIHosts(p)[0]
+	ca := s.certs.Load().CAFile
+	t, user := s.sampleLogin()
+	sniHost := t.SNIHosts(p)[0]
 	dnsHost, dnsPort, _ := net.SplitHostPort(s.dns.Addr())
 	httpsHost, httpsPort, _ := net.SplitHostPort(https.String())
 
-	fmt.Fprintf(w, "edgesim serving %d tenants behind edge host %s (certificates: %s)\n", s.dir.Len(), p.EdgeHost, s.certs.CAFile)
+	fmt.Fprintf(w, "edgesim serving %d tenants behind edge host %s (certificates: %s)\n", s.dir.Len(), p.EdgeHost, ca)
 	fmt.Fprintf(w, "  dns      %s (udp, tcp)\n", s.dns.Addr())
 	fmt.Fprintf(w, "  https    %s   get_edge_config\n", https)
 	fmt.Fprintf(w, "  xmpp     %s   STARTTLS\n", xmpp)
@@ -35,11 +31,35 @@ func (s *server) printBanner(w io.Writer) {
 		fmt.Fprintf(w, "  metrics  http://%s/metrics\n", s.metricLn.Addr())
 	}
 	fmt.Fprintf(w, "try:\n")
-	fmt.Fprintf(w, "  dig @%s -p %s +norec _collab-edge._tls.%s SRV\n", dnsHost, dnsPort, first.Domain)
+	fmt.Fprintf(w, "  dig @%s -p %s +norec _collab-edge._tls.%s SRV\n", dnsHost, dnsPort, t.Domain)
 	fmt.Fprintf(w, "  openssl s_client -connect %s -servername %s -CAfile %s -verify_hostname %s -brief </dev/null\n",
-		https, sniHost, s.certs.CAFile, sniHost)
-	fmt.Fprintf(w, "  curl --cacert %s --resolve %s:%s:%s -u %s:any 'https://%s:%s/%s/get_edge_config?service_name=_cisco-uds'\n",
-		s.certs.CAFile, sniHost, httpsPort, httpsHost, user, sniHost, httpsPort,
-		base64.RawStdEncoding.EncodeToString([]byte(first.Domain)))
+		https, sniHost, ca, sniHost)
+	if user != "" {
+		fmt.Fprintf(w, "  curl --cacert %s --resolve %s:%s:%s -u %s:any 'https://%s:%s/%s/get_edge_config?service_name=_cisco-uds'\n",
+			ca, sniHost, httpsPort, httpsHost, user, sniHost, httpsPort,
+			base64.RawStdEncoding.EncodeToString([]byte(t.Domain)))
+	}
 	fmt.Fprintf(w, "press Ctrl-C to stop\n")
+}
+
+// sampleLogin picks the tenant the banner's commands use: the first with a valid certificate and
+// a user who may log in with any password, else the first with a valid certificate, else the
+// first. user is empty when the tenant has no such user.
+func (s *server) sampleLogin() (t *tenant.Tenant, user string) {
+	s.dir.Each(func(c *tenant.Tenant) bool {
+		if t == nil || t.Certificate != tenant.Valid && c.Certificate == tenant.Valid {
+			t = c
+		}
+		if c.Certificate != tenant.Valid {
+			return true
+		}
+		for _, u := range c.Users {
+			if _, pinned := c.Passwords[u]; !pinned {
+				t, user = c, u
+				return false
+			}
+		}
+		return true
+	})
+	return t, user
 }

@@ -9,11 +9,16 @@ import (
 	"strconv"
 
 	"github.com/edgesim/edgesim/dnssrv"
+	"github.com/edgesim/edgesim/tenant"
 )
 
 func runDNS(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "export" {
-		return usagef("want 'edgesim dns export [flags]'")
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			args = []string{"export", "-h"}
+		} else {
+			return usagef("the dns command has one subcommand: 'edgesim dns export [flags]' (see 'edgesim dns export -h')")
+		}
 	}
 	var o serveOptions
 	var out, addr string
@@ -21,7 +26,7 @@ func runDNS(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dns export", "edgesim dns export [--tenants N | --config tenants.yaml] --out DIR [--addr IP] [--port 8443]", stderr)
 	fs.StringVar(&o.config, "config", "", "tenants YAML file (default: the built-in scenario tenants, unless --tenants is set)")
 	fs.IntVar(&o.tenants, "tenants", 0, "generate `N` tenants as 'edgesim serve --tenants N' does")
-	fs.IntVar(&o.users, "users", 10, "users per generated tenant")
+	fs.IntVar(&o.users, "users", tenant.DefaultUsers, "users per generated tenant")
 	fs.StringVar(&out, "out", "zones", "`DIR` to write one <zone>.zone master file per zone into")
 	fs.StringVar(&addr, "addr", "127.0.0.1", "`IP` of the edge hosts and the name server")
 	fs.IntVar(&port, "port", 8443, "SRV port where a record sets none (the HTTPS edge port)")

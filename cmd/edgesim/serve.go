@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -104,7 +105,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 type server struct {
 	log      *zap.Logger
 	dir      tenant.Directory
-	certs    *tenant.Result
+	certs    atomic.Pointer[tenant.Result] // set once provisioning is done
 	store    *sni.Store
 	edge     *proxy.Edge
 	dns      *dnssrv.Server
@@ -149,10 +150,58 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	}
 
 	s = &server{log: log, dir: dir, store: sni.New(), dataDir: o.data}
+	defer func() {
+		if err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_ = s.shutdown(ctx)
+		}
+	}()
+	registerServeMetrics(reg, s)
+
+	// Bind every listener before the (possibly long) certificate provisioning, so a taken port is
+	// reported at once. Nothing is accepted until the store is filled.
+	s.edge, err = proxy.New(proxy.Config{
+		HTTPSAddr: o.httpsAddr, XMPPAddr: o.xmppAddr, SIPAddr: o.sipAddr,
+		GetCertificate: s.store.GetCertificate, Tenants: dir,
+		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion,
+		HandshakeTimeout: o.handshakeTimeout, IdleTimeout: o.idleTimeout, MaxConns: o.maxConns,
+		Logger: log, Registerer: reg,
+	})
+	if err != nil {
+		return s, portHint(err, "--https-addr, --xmpp-addr or --sip-addr")
+	}
+	if o.metricsAddr != "" {
+		if s.metricLn, err = net.Listen("tcp", o.metricsAddr); err != nil {
+			return s, portHint(fmt.Errorf("--metrics-addr: %w", err), "--metrics-addr")
+		}
+	}
+	httpsAddr, _, _ := s.edge.Addrs()
+	hp := httpsAddr.(*net.TCPAddr).AddrPort()
+	if !advertise.IsValid() {
+		advertise = hp.Addr().Unmap()
+		if advertise.IsUnspecified() {
+			advertise = netip.MustParseAddr("127.0.0.1")
+			log.Warn("HTTPS listens on all addresses: DNS answers 127.0.0.1 for the edge hosts; set --advertise-addr")
+		}
+	}
+	s.dns, err = dnssrv.New(dnssrv.Config{
+		Addr:       o.dnsAddr,
+		Zones:      newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise}),
+		Nameserver: "ns." + dir.Provider().Domain,
+		Logger:     log, Registerer: reg,
+	})
+	if err != nil {
+		return s, usagef("--dns-addr: %v", err)
+	}
+	if err = s.dns.Start(); err != nil {
+		return s, portHint(fmt.Errorf("--dns-addr: %w", err), "--dns-addr")
+	}
+
 	start := time.Now()
 	batch := s.store.Batch()
 	var addErr error
-	s.certs, err = tenant.Provision(dir, tenant.Options{Dir: o.data, KeyType: keyType, Logger: log},
+	certs, err := tenant.Provision(dir, tenant.Options{Dir: o.data, KeyType: keyType, Logger: log},
 		func(host string, c *tls.Certificate) {
 			// The handshake needs the DER chain and the key, not the parsed leaf: dropping it
 			// saves about 4 KB per tenant and the garbage collector's time marking it.
@@ -165,58 +214,15 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		err = addErr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("certificates: %w", err)
+		return s, fmt.Errorf("certificates: %w", err)
 	}
 	batch.Commit()
-	s.store.SetPlatform(s.certs.Platform)
+	s.store.SetPlatform(certs.Platform)
+	s.certs.Store(certs)
 	log.Debug("sni store loaded", zap.Int("names", s.store.Len()), zap.Duration("took", time.Since(start)))
 
-	registerServeMetrics(reg, s)
-	defer func() {
-		if err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_ = s.shutdown(ctx)
-		}
-	}()
-
-	s.edge, err = proxy.New(proxy.Config{
-		HTTPSAddr: o.httpsAddr, XMPPAddr: o.xmppAddr, SIPAddr: o.sipAddr,
-		GetCertificate: s.store.GetCertificate, Tenants: dir,
-		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion,
-		HandshakeTimeout: o.handshakeTimeout, IdleTimeout: o.idleTimeout, MaxConns: o.maxConns,
-		Logger: log, Registerer: reg,
-	})
-	if err != nil {
-		return s, portHint(err, "--https-addr, --xmpp-addr or --sip-addr")
-	}
-	httpsAddr, _, _ := s.edge.Addrs()
-	hp := httpsAddr.(*net.TCPAddr).AddrPort()
-	if !advertise.IsValid() {
-		advertise = hp.Addr().Unmap()
-		if advertise.IsUnspecified() {
-			advertise = netip.MustParseAddr("127.0.0.1")
-			log.Warn("HTTPS listens on all addresses: DNS answers 127.0.0.1 for the edge hosts; set --advertise-addr")
-		}
-	}
-
-	s.dns, err = dnssrv.New(dnssrv.Config{
-		Addr:       o.dnsAddr,
-		Zones:      newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise}),
-		Nameserver: "ns." + dir.Provider().Domain,
-		Logger:     log, Registerer: reg,
-	})
-	if err != nil {
-		return s, err
-	}
-	if err = s.dns.Start(); err != nil {
-		return s, portHint(fmt.Errorf("dns: %w", err), "--dns-addr")
-	}
 	s.edge.Start()
-	if o.metricsAddr != "" {
-		if s.metricLn, err = net.Listen("tcp", o.metricsAddr); err != nil {
-			return s, portHint(fmt.Errorf("metrics: %w", err), "--metrics-addr")
-		}
+	if s.metricLn != nil {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
@@ -227,16 +233,24 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 }
 
 // shutdown stops accepting, drains in-flight connections until ctx ends, and closes everything.
+// DNS and metrics stop first (they hold no sessions), so the edge gets the whole drain budget;
+// connections still open when it runs out are closed, which is not an error.
 func (s *server) shutdown(ctx context.Context) error {
 	var errs []error
-	if s.edge != nil {
-		errs = append(errs, s.edge.Shutdown(ctx))
-	}
 	if s.dns != nil {
 		errs = append(errs, s.dns.Shutdown(ctx))
 	}
 	if s.metrics != nil {
 		errs = append(errs, s.metrics.Shutdown(ctx))
+	} else if s.metricLn != nil {
+		errs = append(errs, s.metricLn.Close())
+	}
+	if s.edge != nil {
+		if err := s.edge.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+			s.log.Warn("drain timeout reached: closed the connections still open")
+		} else {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -250,7 +264,12 @@ func registerServeMetrics(reg *prometheus.Registry, s *server) {
 	build.Set(1)
 	expiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "edgesim", Name: "certificate_earliest_expiry_timestamp_seconds",
 		Help: "Earliest NotAfter among the CA, platform and domain certificates in use (expired-scenario certificates left out), Unix seconds."},
-		func() float64 { return float64(s.certs.Expiry.Unix()) })
+		func() float64 {
+			if c := s.certs.Load(); c != nil {
+				return float64(c.Expiry.Unix())
+			}
+			return 0
+		})
 	tenants := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "edgesim", Name: "tenants", Help: "Tenants (service domains) served."})
 	tenants.Set(float64(s.dir.Len()))
 	reg.MustRegister(build, expiry, tenants)

@@ -2,12 +2,18 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -56,7 +62,7 @@ func (s *server) addrs() (https, xmpp, sip string) {
 
 func (s *server) caPool(t *testing.T) *x509.CertPool {
 	t.Helper()
-	pem, err := os.ReadFile(s.certs.CAFile)
+	pem, err := os.ReadFile(s.certs.Load().CAFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +374,7 @@ func TestServeRealClients(t *testing.T) {
 				t.Skip("openssl not installed")
 			}
 			args := append([]string{"s_client", "-connect", tc.addr, "-servername", "mra.example.com",
-				"-CAfile", s.certs.CAFile, "-verify_hostname", "mra.example.com", "-verify_return_error", "-brief"}, tc.extra...)
+				"-CAfile", s.certs.Load().CAFile, "-verify_hostname", "mra.example.com", "-verify_return_error", "-brief"}, tc.extra...)
 			cmd := exec.Command("openssl", args...)
 			cmd.Stdin = strings.NewReader("")
 			out, err := cmd.CombinedOutput()
@@ -394,6 +400,7 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"serve", "--config", bad, "--tenants", "3"}, exitUsage, "use one"},
 		{[]string{"bogus"}, exitUsage, `unknown command "bogus"`},
 		{[]string{"dns"}, exitUsage, "dns export"},
+		{[]string{"dns", "import"}, exitUsage, "one subcommand"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -497,4 +504,68 @@ func TestServeHotReplace(t *testing.T) {
 	if n := <-swaps; n < 2 {
 		t.Fatalf("only %d replacement rounds ran during the handshakes", n)
 	}
+}
+
+// TestServeSRVTargetsResolve checks that every SRV target inside a served zone has an address,
+// with the README's tenants file (several targets in the provider's domain).
+func TestServeSRVTargetsResolve(t *testing.T) {
+	// The README's example with the certificate files it names made up on the spot.
+	dir := t.TempDir()
+	example, err := os.ReadFile("../../testdata/tenants.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tenants.yaml"), example, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	leafDER := writeCertFiles(t, filepath.Join(dir, "certs"), "files.example", "mra-host.files.example")
+	s := testServer(t, "--config", filepath.Join(dir, "tenants.yaml"))
+	https, _, _ := s.addrs()
+	if leaf := handshake(t, https, "mra-host.files.example"); !bytes.Equal(leaf.Raw, leafDER) {
+		t.Fatalf("the files tenant presented %v, not its cert_file", leaf.DNSNames)
+	}
+	r := dnsQuery(t, s, "udp", "_collab-edge._tls.example.info", dns.TypeSRV)
+	if len(r.Answer) != 2 {
+		t.Fatalf("SRV example.info: %v", r)
+	}
+	for _, rr := range r.Answer {
+		target := rr.(*dns.SRV).Target
+		if a := dnsQuery(t, s, "udp", target, dns.TypeA); a.Rcode != dns.RcodeSuccess || len(a.Answer) != 1 {
+			t.Fatalf("A %s: %v", target, a)
+		}
+	}
+	if a := dnsQuery(t, s, "udp", "mra-host.sp.com", dns.TypeA); len(a.Answer) != 1 {
+		t.Fatalf("A of the provider edge host: %v", a)
+	}
+}
+
+// writeCertFiles writes a self-signed certificate for host and its key as dir/<name>.pem and
+// dir/<name>.key, and returns the certificate's DER.
+func writeCertFiles(t *testing.T, dir, name, host string) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), DNSNames: []string{host},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".pem"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
