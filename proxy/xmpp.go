@@ -387,6 +387,9 @@ func (s *xmppSession) waitIdle() error {
 			break
 		}
 		s.br.Discard(1)
+		if s.e.shutting.Load() {
+			return errXMPPShuttingDown // a keep-alive does not hold a draining edge open
+		}
 		s.sc.raw.SetReadDeadline(time.Now().Add(s.e.cfg.IdleTimeout))
 	}
 	if !s.sc.active() {

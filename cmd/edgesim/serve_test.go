@@ -281,30 +281,74 @@ func TestServeProtocols(t *testing.T) {
 	})
 
 	t.Run("metrics", func(t *testing.T) {
+		// Queries on this server, so its counters have something to count.
+		dnsQuery(t, s, "udp", "_collab-edge._tls.example.com", dns.TypeSRV)
+		dnsQuery(t, s, "udp", "_cisco-uds._tcp.example.com", dns.TypeSRV)
+		dnsQuery(t, s, "udp", "_collab-edge._tls.elsewhere.example", dns.TypeSRV)
+		handshake(t, https, "mra.example.org") // no domain certificate: platform
 		resp, err := http.Get("http://" + s.metricLn.Addr().String() + "/metrics")
 		if err != nil {
 			t.Fatal(err)
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		for _, want := range []string{
+		for _, series := range []string{
 			`edgesim_sni_selections_total{kind="exact"}`,
+			`edgesim_sni_selections_total{kind="platform"}`,
 			`edgesim_tls_handshakes_total{listener="https",result="ok"}`,
 			`edgesim_tls_handshakes_total{listener="xmpp",result="ok"}`,
 			`edgesim_tls_handshakes_total{listener="sip",result="ok"}`,
-			`edgesim_tls_handshake_duration_seconds_bucket`,
-			`edgesim_proxy_open_connections`,
+			`edgesim_tls_handshake_duration_seconds_count{listener="https",result="ok",version="1.3"}`,
+			`edgesim_dns_queries_total{proto="udp",qtype="SRV",rcode="NOERROR"}`,
+			`edgesim_dns_queries_total{proto="udp",qtype="SRV",rcode="NXDOMAIN"}`,
+			`edgesim_dns_queries_total{proto="udp",qtype="SRV",rcode="REFUSED"}`,
 			`edgesim_certificate_earliest_expiry_timestamp_seconds`,
-			`edgesim_build_info`,
+			`edgesim_build_info{goversion="` + goVersion() + `",version="` + version() + `"}`,
+			`edgesim_tenants`,
 		} {
-			if !strings.Contains(string(body), want) {
-				t.Errorf("/metrics lacks %s", want)
+			if v := metricValue(t, string(body), series); v <= 0 {
+				t.Errorf("%s = %v, want > 0", series, v)
 			}
 		}
-		if strings.Contains(string(body), `edgesim_sni_selections_total{kind="exact"} 0`) {
-			t.Error("exact SNI selections not counted")
+		if v := metricValue(t, string(body), `edgesim_certificate_earliest_expiry_timestamp_seconds`); v < float64(time.Now().Unix()) {
+			t.Errorf("earliest expiry %v is in the past", v)
+		}
+		if !strings.Contains(string(body), `edgesim_proxy_open_connections{listener="sip"}`) {
+			t.Error("/metrics lacks the open connections gauge")
 		}
 	})
+}
+
+// metricValue returns the value of one series in a Prometheus text exposition, failing the test
+// when the series is absent. Labels are matched as a set, in any order.
+func metricValue(t *testing.T, body, series string) float64 {
+	t.Helper()
+	name, labels, _ := strings.Cut(series, "{")
+	want := strings.Split(strings.TrimSuffix(labels, "}"), ",")
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		sp := strings.LastIndexByte(line, ' ')
+		key, val := line[:sp], line[sp+1:]
+		_, got, _ := strings.Cut(strings.TrimSuffix(key, "}"), "{")
+		if strings.TrimSuffix(key, "}") != name && labels == "" && got != "" {
+			continue
+		}
+		ok := true
+		for _, l := range want {
+			ok = ok && (l == "" || strings.Contains(","+got+",", ","+l+","))
+		}
+		if ok {
+			f, err := strconv.ParseFloat(val, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no series %s", series)
+	return 0
 }
 
 func readUntil(t *testing.T, r *bufio.Reader, marker string) string {
