@@ -20,7 +20,16 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 go vet ./...
-go test -race -count=1 -timeout 15m ./...
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+go test -race -count=1 -timeout 15m ./... 2>&1 | tee "$log" || status=$?
+passed=$(grep -c '^ok ' "$log" || true)
+failed=$(grep -c '^FAIL' "$log" || true)
+if [ "$status" != 0 ]; then
+  echo "packages: $passed passed, $failed failed"
+  exit "$status"
+fi
 
 # Each fuzz target for a few seconds (FUZZTIME=0 skips this).
 fuzztime=${FUZZTIME:-5s}
@@ -28,8 +37,9 @@ if [ "$fuzztime" != 0 ]; then
   for pkg in $(go list ./...); do
     for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
       echo "fuzz $pkg $target ($fuzztime)"
-      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >/tmp/edgesim-fuzz.log 2>&1 ||
-        { cat /tmp/edgesim-fuzz.log; exit 1; }
+      go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >"$log" 2>&1 ||
+        { cat "$log"; echo "packages: $passed passed, $failed failed; fuzz target $target failed"; exit 1; }
     done
   done
 fi
+echo "packages: $passed passed, $failed failed"
