@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Server CPU time per full TLS handshake (ECDSA P-256, X25519) over loopback: edgesim at 1,000
-# and 100,000 tenants against nginx serving the same 1,000 certificates, driven by the same Go
-# client (BenchmarkHandshake, BenchmarkHandshakePeer in cmd/edgesim). Servers run on CPU 0, the
-# client on CPU 1. Prints a markdown table of medians over RUNS runs. See bench/README.md.
+# and 100,000 tenants against nginx and a bare Go TLS server serving the same 1,000 certificates,
+# driven by the same Go client (BenchmarkHandshake, BenchmarkHandshakePeer and
+# BenchmarkHandshakeBareGo in cmd/edgesim). Servers run on CPU 0, the client on CPU 1. Prints a
+# markdown table of medians over RUNS runs. See bench/README.md.
 #
 #   bash bench/handshake.sh                       # 3 runs of 5000 handshakes per case
 #   RUNS=5 BENCHTIME=10000x bash bench/handshake.sh
 #   SHORT=1 bash bench/handshake.sh               # without 100,000 tenants
-#   PROFILE_DIR=/tmp/prof bash bench/handshake.sh # and then one edgesim run with CPU and heap profiles
+#   PROFILE_DIR=/tmp/prof bash bench/handshake.sh # and then edgesim and bare Go runs with CPU and heap profiles
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,7 +85,7 @@ bench() {
   grep '^Benchmark' "$work/run.txt" >>"$work/results.txt"
 }
 
-# Runs alternate between the servers so that drift in the machine's speed hits both.
+# Runs alternate between the servers so that drift in the machine's speed hits all of them.
 for run in $(seq "$RUNS"); do
   echo "run $run of $RUNS: edgesim"
   bench -test.bench '^BenchmarkHandshake$/^tenants=1000$' -test.benchtime "$BENCHTIME"
@@ -93,6 +94,8 @@ for run in $(seq "$RUNS"); do
     # thousand handshakes: measure enough of them that the window holds several.
     bench -test.bench '^BenchmarkHandshake$/^tenants=100000$' -test.benchtime "$BIG_BENCHTIME"
   fi
+  echo "run $run of $RUNS: bare Go"
+  bench -test.bench '^BenchmarkHandshakeBareGo$' -test.benchtime "$BENCHTIME"
   if [ -n "$nginx_pid" ]; then
     echo "run $run of $RUNS: nginx"
     EDGESIM_PEER_ADDR=$(cat "$work/nginx/addr") EDGESIM_PEER_PID=$nginx_pid \
@@ -103,17 +106,17 @@ done
 
 if [ -n "$PROFILE_DIR" ]; then
   mkdir -p "$PROFILE_DIR"
-  echo "profiling edgesim: $PROFILE_DIR/cpu-<tenants>.pprof, heap-<tenants>.pprof"
+  echo "profiling edgesim and bare Go: $PROFILE_DIR/cpu-<tenants>.pprof, cpu-barego-1000.pprof, heap-…"
   cp "$work/edgesim.test" "$PROFILE_DIR/edgesim.test" # for go tool pprof's symbols
   EDGESIM_CPUPROFILE="$PROFILE_DIR/cpu.pprof" EDGESIM_MEMPROFILE="$PROFILE_DIR/heap.pprof" \
-    "${on_client_cpu[@]}" "$work/edgesim.test" -test.run '^$' -test.bench '^BenchmarkHandshake$//^tls=1.3$' \
+    "${on_client_cpu[@]}" "$work/edgesim.test" -test.run '^$' -test.bench '^BenchmarkHandshake(BareGo)?$//^tls=1.3$' \
     -test.benchtime "$BIG_BENCHTIME" | grep '^Benchmark' || true
 fi
 
 echo
 nginx_version=
 [ -n "$nginx_bin" ] && nginx_version=" against $("$nginx_bin" -v 2>&1 | sed 's/.*: //')"
-echo "edgesim$nginx_version: medians of $RUNS runs of $BENCHTIME handshakes ($BIG_BENCHTIME at 100,000 tenants); server on CPU 0, client on CPU 1"
+echo "edgesim and bare Go$nginx_version: medians of $RUNS runs of $BENCHTIME handshakes ($BIG_BENCHTIME at 100,000 tenants); server on CPU 0, client on CPU 1"
 echo
 awk '
 function median(list,   v, n, i, j, t) {
@@ -123,7 +126,7 @@ function median(list,   v, n, i, j, t) {
 }
 /^Benchmark/ {
   name = $1; sub(/-[0-9]+$/, "", name)
-  server = (name ~ /^BenchmarkHandshakePeer\//) ? "nginx" : "edgesim"
+  server = (name ~ /^BenchmarkHandshakePeer\//) ? "nginx" : (name ~ /^BenchmarkHandshakeBareGo\//) ? "bare Go" : "edgesim"
   n = split(name, part, "/"); tenants = part[2]; sub(/tenants=/, "", tenants); tls = part[n]; sub(/tls=/, "", tls)
   key = server SUBSEP tenants SUBSEP tls
   for (i = 3; i <= NF; i++) {
@@ -134,22 +137,25 @@ function median(list,   v, n, i, j, t) {
   }
 }
 END {
-  print "| server | tenants | TLS | CPU µs/handshake | ratio to nginx | RSS MB | PSS MB | server core busy |"
-  print "|---|---:|---|---:|---:|---:|---:|---:|"
+  print "| server | tenants | TLS | CPU µs/handshake | ratio to nginx | ratio to bare Go | RSS MB | PSS MB | server core busy |"
+  print "|---|---:|---|---:|---:|---:|---:|---:|---:|"
   nv = split("1.3 1.2 1.3-resumed", variants, " ")
-  ns = split("nginx edgesim", servers, " ")
+  ns = split("nginx,bare Go,edgesim", servers, ",")
   nt = split("1000 100000", sizes, " ")
   for (a = 1; a <= nv; a++) for (s = 1; s <= ns; s++) for (t = 1; t <= nt; t++) {
     key = servers[s] SUBSEP sizes[t] SUBSEP variants[a]
     if (!(key in cpu)) continue
     ng = "nginx" SUBSEP "1000" SUBSEP variants[a]
+    bg = "bare Go" SUBSEP "1000" SUBSEP variants[a]
     ratio = (ng in cpu) ? sprintf("%.2f", median(cpu[key]) / median(cpu[ng])) : "–"
     if (sizes[t] != "1000" && ratio != "–") ratio = ratio " (nginx at 1000)"
-    printf "| %s | %s | %s | %.0f | %s | %.1f | %.1f | %.0f%% |\n", servers[s], sizes[t], variants[a], median(cpu[key]), ratio,
-      median(rss[key]), median(pss[key]), 100 * median(cores[key])
+    bratio = (bg in cpu) ? sprintf("%.2f", median(cpu[key]) / median(cpu[bg])) : "–"
+    if (sizes[t] != "1000" && bratio != "–") bratio = bratio " (at 1000)"
+    printf "| %s | %s | %s | %.0f | %s | %s | %.1f | %.1f | %.0f%% |\n", servers[s], sizes[t], variants[a], median(cpu[key]), ratio,
+      bratio, median(rss[key]), median(pss[key]), 100 * median(cores[key])
   }
   a = "edgesim" SUBSEP "1000" SUBSEP "1.3"; b = "edgesim" SUBSEP "100000" SUBSEP "1.3"
   if ((a in cpu) && (b in cpu))
     printf "\nedgesim TLS 1.3, CPU per handshake at 100,000 tenants / at 1,000: %.2f (goal ≤ 1.05)\n", median(cpu[b]) / median(cpu[a])
-  print "goals: edgesim ≤ 0.95 × nginx; RSS at 1,000 tenants ≤ 25 MB (RSS: all of the server'"'"'s processes; PSS shares their common pages out)"
+  print "goals: edgesim ≤ 0.95 × nginx, and close to bare Go (Go'"'"'s own floor); RSS at 1,000 tenants ≤ 25 MB (RSS: all of the server'"'"'s processes; PSS shares their common pages out)"
 }' "$work/results.txt"

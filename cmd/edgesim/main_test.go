@@ -14,11 +14,14 @@ import (
 	"testing"
 )
 
-// The test binary doubles as 'edgesim serve' for BenchmarkHandshake, which needs the server in a
-// process of its own: pinned to one core and measured through /proc. With benchChildEnv set,
-// TestMain runs the arguments as an edgesim command line instead of the tests.
+// The test binary doubles as 'edgesim serve' for BenchmarkHandshake and as the bare Go TLS
+// server for BenchmarkHandshakeBareGo, which need the server in a process of its own: pinned to
+// one core and measured through /proc. With benchChildEnv set, TestMain runs the arguments as
+// that server's command line instead of the tests.
 const (
-	benchChildEnv = "EDGESIM_BENCH_CHILD" // "1": run os.Args[1:] as edgesim, not the tests
+	benchChildEnv     = "EDGESIM_BENCH_CHILD" // the child mode, one of these:
+	benchChildEdgesim = "1"                   // run os.Args[1:] as edgesim
+	benchChildBareGo  = "baregoserver"        // run os.Args[1:] as the bare Go server (runBareGoServer)
 	// benchChildCPUEnv pins every thread of the child to this CPU (used when taskset is missing).
 	benchChildCPUEnv = "EDGESIM_BENCH_CHILD_CPU"
 	// benchChildCPUProfileEnv: write a CPU profile of the serving phase (from the banner to
@@ -32,15 +35,23 @@ const (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv(benchChildEnv) == "1" {
-		os.Exit(runBenchChild(os.Args[1:]))
+	switch mode := os.Getenv(benchChildEnv); mode {
+	case "":
+		os.Exit(m.Run())
+	case benchChildEdgesim:
+		os.Exit(runBenchChild(os.Args[1:], run))
+	case benchChildBareGo:
+		os.Exit(runBenchChild(os.Args[1:], runBareGoServer))
+	default:
+		fmt.Fprintf(os.Stderr, "%s=%q: want %q (edgesim) or %q\n", benchChildEnv, mode, benchChildEdgesim, benchChildBareGo)
+		os.Exit(exitFail)
 	}
-	os.Exit(m.Run())
 }
 
-// runBenchChild is the child process of BenchmarkHandshake: edgesim's own run, with the
-// optional pinning and profiles the benchmark asks for through the environment.
-func runBenchChild(args []string) int {
+// runBenchChild is the child process of BenchmarkHandshake (run is edgesim's) or of
+// BenchmarkHandshakeBareGo, with the optional pinning and profiles the benchmark asks for
+// through the environment. run prints a banner ending in benchBannerEnd once it serves.
+func runBenchChild(args []string, run func(args []string, stdout, stderr io.Writer) int) int {
 	if s := os.Getenv(benchChildCPUEnv); s != "" {
 		cpu, err := strconv.Atoi(s)
 		if err == nil {

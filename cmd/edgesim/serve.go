@@ -42,6 +42,7 @@ type serveOptions struct {
 	metricsAddr, advertise                     string
 	handshakeTimeout, idleTimeout, drainTimout time.Duration
 	maxConns                                   int
+	gcHeadroom                                 int
 	curves, tlsMin                             string
 	logFormat, logLevel                        string
 }
@@ -62,6 +63,7 @@ func (o *serveOptions) register(fs *flagSet) {
 	fs.DurationVar(&o.idleTimeout, "idle-timeout", proxy.DefaultIdleTimeout, "close connections idle this long")
 	fs.DurationVar(&o.drainTimout, "drain-timeout", 10*time.Second, "on SIGINT/SIGTERM, wait this long for in-flight connections")
 	fs.IntVar(&o.maxConns, "max-conns", proxy.DefaultMaxConns, "open connections per listener; more are closed at once")
+	fs.IntVar(&o.gcHeadroom, "gc-headroom", defaultGCHeadroomMiB, "let the heap grow at least `MiB` between garbage collections (Go's default: as much as the live heap); 0, or GOGC set: Go's default")
 	fs.StringVar(&o.curves, "curves", "x25519,p256", "key-exchange groups offered, in order: x25519, p256, p384, p521, x25519mlkem768")
 	fs.StringVar(&o.tlsMin, "tls-min", "1.2", "lowest TLS version: 1.2 or 1.3")
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
@@ -83,9 +85,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if o.gcHeadroom < 0 {
+		return usagef("--gc-headroom %d: want 0 (Go's default) or more MiB", o.gcHeadroom)
+	}
 	s, err := startServer(o, log, prometheus.NewRegistry())
 	if err != nil {
 		return err
+	}
+	if o.gcHeadroom > 0 && os.Getenv("GOGC") == "" {
+		defer startGCHeadroom(uint64(o.gcHeadroom) << 20)()
 	}
 	s.printBanner(stdout)
 	<-ctx.Done()
