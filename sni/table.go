@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"hash/maphash"
+	"math/bits"
 	"sync/atomic"
 )
 
@@ -22,7 +23,7 @@ import (
 // A hit at a million names costs one cache line where a Go map takes three (control word, slot,
 // key bytes): names of up to inlineKey octets are compared in place.
 type table struct {
-	mask  uint64
+	n     uint64 // len(slots)
 	slots []slot
 	live  int // keys present; writer-owned
 	used  int // slots ever filled since the last rebuild (live and deleted); writer-owned
@@ -95,18 +96,30 @@ func (s *slot) keyString() string {
 }
 
 func newTable(capacity int) *table {
-	n := 16
-	for n < capacity*2 { // at most half full after a rebuild
-		n <<= 1
+	n := max(16, capacity+capacity/2) // at most two thirds full after a rebuild
+	return &table{n: uint64(n), slots: make([]slot, n)}
+}
+
+// home is where key's probe starts: the hash scaled to the table size (any size, not only powers
+// of two, so the table need not be up to twice as large as its keys need).
+func (t *table) home(h uint64) uint64 {
+	hi, _ := bits.Mul64(h, t.n)
+	return hi
+}
+
+// next is the slot after i, wrapping around.
+func (t *table) next(i uint64) uint64 {
+	if i++; i == t.n {
+		return 0
 	}
-	return &table{mask: uint64(n - 1), slots: make([]slot, n)}
+	return i
 }
 
 // get returns the certificate stored for key (whose hash is h), or nil.
 func (t *table) get(h uint64, key string) *tls.Certificate {
 	want := tagOf(h, key)
 	p := pack(key)
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.home(h); ; i = t.next(i) {
 		s := &t.slots[i]
 		switch s.tag.Load() {
 		case 0:
@@ -123,7 +136,7 @@ func (t *table) get(h uint64, key string) *tls.Certificate {
 // Writer only.
 func (t *table) find(h uint64, key string) (live, empty *slot) {
 	want, p := tagOf(h, key), pack(key)
-	for i := h & t.mask; ; i = (i + 1) & t.mask {
+	for i := t.home(h); ; i = t.next(i) {
 		s := &t.slots[i]
 		switch tag := s.tag.Load(); {
 		case tag == 0:
@@ -174,7 +187,7 @@ func (t *table) needsGrow(n int) bool { return (t.used+n)*4 > len(t.slots)*3 }
 
 // rebuilt returns a new table holding t's keys with room for extra more. Writer only.
 func (t *table) rebuilt(seed maphash.Seed, extra int) *table {
-	nt := newTable(t.live + extra)
+	nt := newTable(t.live + max(extra, t.live/2)) // growing one by one: room for half as many again
 	t.each(func(key string, c *tls.Certificate) bool {
 		nt.put(hashKey(seed, key), key, c)
 		return true
