@@ -429,6 +429,29 @@ func TestServeRealClients(t *testing.T) {
 	}
 }
 
+// TestServeOddSNI sends server names no Go client would (over-long, non-ASCII, a wildcard, an
+// empty label, an address, a trailing dot) with openssl: each gets the platform certificate or a
+// TLS alert, and the edge goes on serving.
+func TestServeOddSNI(t *testing.T) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		t.Skip("openssl not installed")
+	}
+	s := testServer(t)
+	https, _, _ := s.addrs()
+	for _, name := range []string{strings.Repeat("a", 250) + ".com", "mr\u00e4.example.com", "*.example.com",
+		"mra..example.com", "127.0.0.1", "MRA.EXAMPLE.COM."} {
+		cmd := exec.Command("openssl", "s_client", "-connect", https, "-servername", name, "-brief")
+		cmd.Stdin = strings.NewReader("")
+		out, _ := cmd.CombinedOutput()
+		if got := string(out); !strings.Contains(got, "mra.sp.example") && !strings.Contains(got, "alert") {
+			t.Errorf("SNI %q: neither the platform certificate nor an alert:\n%s", name, got)
+		}
+	}
+	if leaf := handshake(t, https, "mra.example.com"); !hasName(leaf, "mra.example.com") {
+		t.Fatalf("after odd names the edge presents %v", leaf.DNSNames)
+	}
+}
+
 func TestCLIErrors(t *testing.T) {
 	bad := filepath.Join(t.TempDir(), "bad.yaml")
 	_ = os.WriteFile(bad, []byte("tenants:\n  - domain: example.com\n    certificate: sparkly\n"), 0o644)
