@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -227,6 +228,9 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	batch.Commit()
 	s.store.SetPlatform(certs.Platform)
 	s.certs.Store(certs)
+	// Provisioning parses every certificate once and leaves that garbage behind: at a million
+	// tenants about 0.8 GB the runtime would keep from the OS for minutes.
+	debug.FreeOSMemory()
 	log.Debug("sni store loaded", zap.Int("names", s.store.Len()), zap.Duration("took", time.Since(start)))
 
 	s.edge.Start()
