@@ -68,15 +68,6 @@ func keyTypeList() string {
 	return strings.Join(s, "|")
 }
 
-func (k KeyType) valid() bool {
-	for _, v := range KeyTypes {
-		if k == v {
-			return true
-		}
-	}
-	return false
-}
-
 func (k KeyType) isRSA() bool { return k == KeyRSA2048 || k == KeyRSA4096 }
 
 // defaultPool is the pool size used when Options.KeyPool is zero.
