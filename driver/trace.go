@@ -99,26 +99,26 @@ type Class string
 
 // Failure classes.
 const (
-	ClassNone           Class = ""
-	ClassDNSTimeout     Class = "dns-timeout"     // the DNS server did not answer in time
-	ClassDNSNXDomain    Class = "dns-nxdomain"    // no such name, or no SRV/address records
-	ClassDNSError       Class = "dns-error"       // SERVFAIL, REFUSED, or an unusable answer
-	ClassInside         Class = "inside"          // _cisco-uds._tcp answered: the client would not use MRA
-	ClassConnect        Class = "connect"         // TCP connection refused or reset
-	ClassTimeout        Class = "timeout"         // a connect, handshake or exchange took longer than allowed
-	ClassHandshake      Class = "handshake"       // TLS alert or protocol failure during the handshake
-	ClassPlatformCert   Class = "platform-cert"   // the edge presented its platform certificate, not the domain's
-	ClassExpired        Class = "expired"         // the certificate is outside its validity dates
-	ClassUntrusted      Class = "untrusted"       // the chain does not lead to a trusted root
-	ClassNameMismatch   Class = "name-mismatch"   // the certificate does not name the host connected to
-	ClassEdgeDomain     Class = "edge-domain"     // the service domain is not among the certificate's SANs
-	ClassUnauthorized   Class = "unauthorized"    // HTTP 401 or SASL not-authorized: user or password refused
-	ClassForbidden      Class = "forbidden"       // HTTP 403: the domain is not configured for MRA
-	ClassHTTP           Class = "http"            // another HTTP status
-	ClassBadEdgeConfig  Class = "bad-edge-config" // get_edge_config answered something a client cannot use
-	ClassXMPP           Class = "xmpp"            // the XMPP exchange went wrong
-	ClassSIP            Class = "sip"             // the SIP exchange went wrong
-	ClassCanceled       Class = "canceled"        // the run stopped before the login finished
+	ClassNone          Class = ""
+	ClassDNSTimeout    Class = "dns-timeout"     // the DNS server did not answer in time
+	ClassDNSNXDomain   Class = "dns-nxdomain"    // no such name, or no SRV/address records
+	ClassDNSError      Class = "dns-error"       // SERVFAIL, REFUSED, or an unusable answer
+	ClassInside        Class = "inside"          // _cisco-uds._tcp answered: the client would not use MRA
+	ClassConnect       Class = "connect"         // TCP connection refused or reset
+	ClassTimeout       Class = "timeout"         // a connect, handshake or exchange took longer than allowed
+	ClassHandshake     Class = "handshake"       // TLS alert or protocol failure during the handshake
+	ClassPlatformCert  Class = "platform-cert"   // the edge presented its platform certificate, not the domain's
+	ClassExpired       Class = "expired"         // the certificate is outside its validity dates
+	ClassUntrusted     Class = "untrusted"       // the chain does not lead to a trusted root
+	ClassNameMismatch  Class = "name-mismatch"   // the certificate does not name the host connected to
+	ClassEdgeDomain    Class = "edge-domain"     // the service domain is not among the certificate's SANs
+	ClassUnauthorized  Class = "unauthorized"    // HTTP 401 or SASL not-authorized: user or password refused
+	ClassForbidden     Class = "forbidden"       // HTTP 403: the domain is not configured for MRA
+	ClassHTTP          Class = "http"            // another HTTP status
+	ClassBadEdgeConfig Class = "bad-edge-config" // get_edge_config answered something a client cannot use
+	ClassXMPP          Class = "xmpp"            // the XMPP exchange went wrong
+	ClassSIP           Class = "sip"             // the SIP exchange went wrong
+	ClassCanceled      Class = "canceled"        // the run stopped before the login finished
 )
 
 // StepResult is one row of a trace.
@@ -135,11 +135,11 @@ type StepResult struct {
 
 // Trace is the record of one login.
 type Trace struct {
-	User    string       `json:"user"`   // the address typed, user@domain
-	Domain  string       `json:"domain"` // the service domain
-	Start   time.Time    `json:"start"`
+	User    string        `json:"user"`   // the address typed, user@domain
+	Domain  string        `json:"domain"` // the service domain
+	Start   time.Time     `json:"start"`
 	Elapsed time.Duration `json:"elapsed_ns"`
-	Steps   []StepResult `json:"steps"`
+	Steps   []StepResult  `json:"steps"`
 	// OK is true when every step that ran passed and none was left out by a failure.
 	OK bool `json:"ok"`
 	// Failed is the first failing step ("" when OK); Class is its class.

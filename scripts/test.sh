@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's test command (README, "Set-up"): installs the real clients the tests talk to when
-# they are missing (dig, named-checkzone, openssl), then vets and runs every test with the
+# they are missing (dig, named-checkzone, openssl, nsd), then vets and runs every test with the
 # race detector, and runs each fuzz target briefly beyond its regression corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,7 @@ need=()
 command -v dig >/dev/null || need+=(dnsutils)
 command -v named-checkzone >/dev/null || need+=(bind9-utils)
 command -v openssl >/dev/null || need+=(openssl)
+command -v nsd >/dev/null || need+=(nsd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "installing test clients: ${need[*]}"

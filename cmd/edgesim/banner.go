@@ -39,6 +39,9 @@ func (s *server) printBanner(w io.Writer) {
 			ca, sniHost, httpsPort, httpsHost, user, sniHost, httpsPort,
 			base64.RawStdEncoding.EncodeToString([]byte(t.Domain)))
 	}
+	if user != "" {
+		fmt.Fprintf(w, "  edgesim login --dns %s --ca %s %s@%s\n", s.dns.Addr(), ca, user, t.Domain)
+	}
 	fmt.Fprintf(w, "press Ctrl-C to stop\n")
 }
 

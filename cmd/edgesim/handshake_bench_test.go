@@ -102,6 +102,7 @@ type hsTarget struct {
 	roots   *x509.CertPool
 	pid     int    // the server's process; its descendants are counted too
 	metrics string // edgesim's /metrics URL; "" for a peer
+	dns     string // edgesim's DNS host:port; "" for a peer
 }
 
 func benchHandshakes(b *testing.B, t *hsTarget, v hsVariant) {
@@ -179,8 +180,8 @@ func startBenchServer(b *testing.B, n int) *hsTarget {
 		"--https-addr", "127.0.0.1:0", "--xmpp-addr", "127.0.0.1:0", "--sip-addr", "127.0.0.1:0",
 		"--dns-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"}
 	c := startBenchChild(b, "edgesim", benchChildEdgesim, strconv.Itoa(n), args, strings.Fields(os.Getenv(envServerEnv)))
-	addrs := c.banner(b, "https", "metrics")
-	return &hsTarget{addr: addrs["https"], metrics: addrs["metrics"], tenants: n, pid: c.pid,
+	addrs := c.banner(b, "https", "metrics", "dns")
+	return &hsTarget{addr: addrs["https"], metrics: addrs["metrics"], dns: addrs["dns"], tenants: n, pid: c.pid,
 		roots: loadRoots(b, filepath.Join(data, tenant.CAFileName))}
 }
 

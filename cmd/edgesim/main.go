@@ -42,6 +42,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the simulated Expressway-E: DNS, HTTPS 8443, XMPP 5222, SIP 5061, /metrics", runServe},
+		{"login", "trace one Jabber MRA login step by step: SRV, SNI, TLS, identity, edge config, XMPP, SIP", runLogin},
+		{"load", "replay logins for many users at a set rate; latency per step, results file", runLoad},
+		{"report", "merge results files and print the summary; --html writes a page", runReport},
+		{"demo", "start a simulated edge on loopback, trace two logins, run a short load, write a report", runDemo},
 		{"dns", "DNS tools: 'edgesim dns export' writes the zones as master files", runDNS},
 		{"version", "print the version", runVersion},
 	}
@@ -68,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case err == nil, errors.Is(err, flag.ErrHelp):
 			return exitOK
+		case errors.Is(err, errLoginFailed):
+			return exitFail // the command has said why
 		case errors.Is(err, errUsage):
 			fmt.Fprintf(stderr, "edgesim %s: %v\n", c.name, err)
 			fmt.Fprintf(stderr, "run 'edgesim %s -h' for its flags\n", c.name)
@@ -90,7 +96,11 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nexamples:")
+	fmt.Fprintln(w, "  edgesim demo")
 	fmt.Fprintln(w, "  edgesim serve --tenants 1000")
+	fmt.Fprintln(w, "  edgesim login --dns 127.0.0.1:5353 --ca edgesim-data/ca.pem bob@example.com")
+	fmt.Fprintln(w, "  edgesim load --dns 127.0.0.1:5353 --ca edgesim-data/ca.pem --tenants 1000 --rate 200 --duration 1m --out results.json")
+	fmt.Fprintln(w, "  edgesim report results.json --html report.html")
 	fmt.Fprintln(w, "  edgesim serve --config tenants.yaml --key-type ecdsa-p256")
 	fmt.Fprintln(w, "  edgesim dns export --tenants 100 --out zones/")
 }
@@ -126,6 +136,29 @@ func (fs *flagSet) parse(args []string) error {
 		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	return nil
+}
+
+// parseInterspersed parses args allowing flags before, between and after the positional
+// arguments, which it returns ("--" ends the flags).
+func (fs *flagSet) parseInterspersed(args []string) ([]string, error) {
+	var pos []string
+	for {
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, fs.parse([]string{"-h"})
+		}
+		if err != nil {
+			return nil, usagef("%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		if dashdash := len(args) > len(rest) && args[len(args)-len(rest)-1] == "--"; dashdash {
+			return append(pos, rest...), nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }
 
 // version is the module version when built from a tagged module, else the VCS revision the

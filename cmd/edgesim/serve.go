@@ -46,6 +46,7 @@ type serveOptions struct {
 	gcHeadroom                                 int
 	curves, tlsMin                             string
 	logFormat, logLevel                        string
+	dir                                        tenant.Directory // set by demo: tenants built in code
 }
 
 func (o *serveOptions) register(fs *flagSet) {
@@ -125,6 +126,8 @@ type server struct {
 
 func loadDirectory(o serveOptions) (tenant.Directory, error) {
 	switch {
+	case o.dir != nil:
+		return o.dir, nil
 	case o.config != "" && o.tenants > 0:
 		return nil, usagef("--config and --tenants both given: use one")
 	case o.config != "":

@@ -1,0 +1,276 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/edgesim/edgesim/driver"
+	"github.com/edgesim/edgesim/tenant"
+)
+
+// loadOptions are the flags of 'edgesim load'.
+type loadOptions struct {
+	client                 clientOptions
+	tenants, users         int
+	config, usersFile      string
+	rate                   float64
+	concurrency            int
+	duration               time.Duration
+	count                  int64
+	maxInFlight            int
+	drain                  time.Duration
+	steps                  string
+	resume                 bool
+	out, html, metricsAddr string
+	progress               string
+}
+
+func (o *loadOptions) register(fs *flagSet) {
+	o.client.register(fs)
+	fs.IntVar(&o.tenants, "tenants", 0, "users from `N` synthetic tenants tenant-1.example … (as 'edgesim serve --tenants N')")
+	fs.IntVar(&o.users, "users", tenant.DefaultUsers, "users `M` per synthetic tenant (user1 … userM)")
+	fs.StringVar(&o.config, "config", "", "users from a tenants YAML `FILE` (each tenant's users)")
+	fs.StringVar(&o.usersFile, "users-file", "", "users from a `FILE` of addresses, one user@domain per line")
+	fs.Float64Var(&o.rate, "rate", 0, "open model: start `R` logins per second, whatever the edge's speed")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "closed model (instead of --rate): keep `C` logins in flight")
+	fs.DurationVar(&o.duration, "duration", 0, "schedule logins for this long, like 30s or 10m")
+	fs.Int64Var(&o.count, "count", 0, "schedule this many logins (with --duration: whichever ends first)")
+	fs.IntVar(&o.maxInFlight, "max-in-flight", 10000, "open model: at most this many logins under way; later ones wait, and their wait counts in their latency")
+	fs.DurationVar(&o.drain, "drain", 30*time.Second, "after the last login is scheduled, wait this long for those in flight")
+	fs.StringVar(&o.steps, "steps", "all", "what a login does: a list of "+strings.Join(stepNames(), ",")+" (e.g. srv,tls for handshakes only)")
+	fs.BoolVar(&o.resume, "resume", false, "each simulated device resumes its TLS session, as a re-connecting client does")
+	fs.StringVar(&o.out, "out", "", "write the results as JSON to `FILE` ('edgesim report' reads and merges them)")
+	fs.StringVar(&o.html, "html", "", "write the HTML report to `FILE`")
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve the driver's Prometheus metrics on `HOST:PORT` during the run")
+	fs.StringVar(&o.progress, "progress", "auto", "live progress on stderr: auto (each second on a terminal, every 10 s otherwise), on, off")
+}
+
+func stepNames() []string {
+	out := make([]string, len(driver.Steps))
+	for i, s := range driver.Steps {
+		out[i] = string(s)
+	}
+	return out
+}
+
+// syntheticUsers is the population of 'serve --tenants N --users M', computed on demand: login i
+// goes to tenant i mod N, so consecutive logins spread over tenants.
+type syntheticUsers struct{ tenants, users int64 }
+
+func (s syntheticUsers) Len() int64 { return s.tenants * s.users }
+func (s syntheticUsers) At(i int64) string {
+	i %= s.Len()
+	return tenant.SyntheticUser(int(i/s.tenants%s.users)+1) + "@" + tenant.SyntheticDomain(int(i%s.tenants)+1)
+}
+
+// loadUsers builds the user population from the flags.
+func (o *loadOptions) loadUsers() (driver.Users, string, error) {
+	n := 0
+	for _, set := range []bool{o.tenants > 0, o.config != "", o.usersFile != ""} {
+		if set {
+			n++
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, "", usagef("say whose logins to replay: --tenants N (synthetic tenants), --config tenants.yaml or --users-file FILE")
+	case n > 1:
+		return nil, "", usagef("--tenants, --config and --users-file each give the users: use one")
+	case o.tenants < 0 || o.users < 1:
+		return nil, "", usagef("--tenants and --users must be at least 1")
+	case o.tenants > 0:
+		return syntheticUsers{int64(o.tenants), int64(o.users)}, fmt.Sprintf("%d synthetic tenants × %d users", o.tenants, o.users), nil
+	case o.config != "":
+		dir, err := tenant.Load(o.config)
+		if err != nil {
+			return nil, "", err
+		}
+		var list driver.UserList
+		dir.Each(func(t *tenant.Tenant) bool {
+			for _, u := range t.Users {
+				list = append(list, u+"@"+t.Domain)
+			}
+			return true
+		})
+		return list, fmt.Sprintf("%s (%d tenants)", o.config, dir.Len()), nil
+	}
+	f, err := os.Open(o.usersFile)
+	if err != nil {
+		return nil, "", usagef("--users-file: %v", err)
+	}
+	defer f.Close()
+	list, err := driver.ReadUsers(f)
+	if err != nil {
+		return nil, "", fmt.Errorf("--users-file %s: %w", o.usersFile, err)
+	}
+	return list, o.usersFile, nil
+}
+
+func runLoad(args []string, stdout, stderr io.Writer) error {
+	var o loadOptions
+	fs := newFlagSet("load", "edgesim load --dns HOST:PORT --ca FILE (--tenants N | --config FILE | --users-file FILE) (--rate R | --concurrency C) (--duration D | --count N) [--steps srv,tls] [--out results.json]", stderr)
+	o.register(fs)
+	if err := fs.parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	res, err := o.run(ctx, "edgesim load "+strings.Join(args, " "), stderr)
+	if err != nil {
+		return err
+	}
+	return finishLoad(res, o.out, o.html, stdout)
+}
+
+// run checks the flags, runs the load and returns its results.
+func (o *loadOptions) run(ctx context.Context, command string, stderr io.Writer) (*driver.Results, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	users, source, err := o.loadUsers()
+	if err != nil {
+		return nil, err
+	}
+	return o.runUsers(ctx, users, command, source, stderr)
+}
+
+// check refuses contradictory or missing bounds.
+func (o *loadOptions) check() error {
+	switch {
+	case o.rate < 0 || o.concurrency < 0:
+		return usagef("--rate and --concurrency must be positive")
+	case o.rate > 0 && o.concurrency > 0:
+		return usagef("--rate (open model) and --concurrency (closed model) both given: use one")
+	case o.rate == 0 && o.concurrency == 0:
+		return usagef("give --rate R (logins per second) or --concurrency C")
+	case o.duration <= 0 && o.count <= 0:
+		return usagef("bound the run with --duration D or --count N")
+	case o.duration < 0 || o.count < 0:
+		return usagef("--duration and --count must be positive")
+	}
+	return nil
+}
+
+// runUsers runs the load over users.
+func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command, source string, stderr io.Writer) (*driver.Results, error) {
+	if err := o.check(); err != nil {
+		return nil, err
+	}
+	progressTTY := false
+	switch o.progress {
+	case "auto":
+		progressTTY = isTerminal(stderr)
+	case "on":
+		progressTTY = true
+	case "off":
+	default:
+		return nil, usagef("--progress %q: want auto, on or off", o.progress)
+	}
+	steps, err := driver.ParseSteps(o.steps)
+	if err != nil {
+		return nil, usagef("--steps: %v", err)
+	}
+	cfg, err := o.client.config(steps)
+	if err != nil {
+		return nil, err
+	}
+	client, err := driver.NewClient(cfg)
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.metricsAddr != "" {
+		ln, err := net.Listen("tcp", o.metricsAddr)
+		if err != nil {
+			return nil, usagef("--metrics-addr: %v", err)
+		}
+		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer srv.Close()
+		fmt.Fprintf(stderr, "driver metrics on http://%s/metrics\n", ln.Addr())
+	}
+	model := "open"
+	if o.concurrency > 0 {
+		model = "closed"
+	}
+	var progress io.Writer
+	if o.progress != "off" {
+		progress = stderr
+	}
+	r, err := driver.NewRunner(driver.RunConfig{
+		Login: client.Login, Users: users,
+		Rate: o.rate, Concurrency: o.concurrency, Duration: o.duration, Count: o.count,
+		MaxInFlight: o.maxInFlight, Drain: o.drain, Resume: o.resume, Steps: client.Steps(),
+		Progress: progress, ProgressTTY: progressTTY, Registerer: reg,
+		Settings: driver.Settings{
+			Command: command, Model: model, Rate: o.rate, Concurrency: o.concurrency,
+			Duration: o.duration.Seconds(), Count: o.count, Steps: client.Steps(), Resume: o.resume,
+			Users: users.Len(), Source: source, DNS: o.client.dns,
+		},
+	})
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return r.Run(ctx)
+}
+
+// finishLoad prints the summary and writes the files asked for.
+func finishLoad(res *driver.Results, out, html string, stdout io.Writer) error {
+	var errs []error
+	if err := res.WriteSummary(stdout); err != nil {
+		errs = append(errs, err)
+	}
+	if out != "" {
+		errs = append(errs, writeFile(out, res.WriteJSON))
+		fmt.Fprintf(stdout, "results written to %s\n", out)
+	}
+	if html != "" {
+		errs = append(errs, writeFile(html, res.WriteHTML))
+		fmt.Fprintf(stdout, "report written to %s\n", html)
+	}
+	// A run that completed exits 0 even when logins failed: the failures are its findings.
+	return errors.Join(errs...)
+}
+
+// writeFile writes through a temporary file, so an interrupted write leaves no half file.
+func writeFile(path string, write func(io.Writer) error) error {
+	tmp := path + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if err := write(f); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,368 @@
+package driver
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// rules picks which certificate names identify a server, as the Jabber certificate validation
+// guide lists them per protocol.
+type rules int
+
+const (
+	// rulesHTTP: SAN dNSName, then Subject CN (HTTPS edge and SIP).
+	rulesHTTP rules = iota
+	// rulesXMPP: SAN otherName xmppAddr, SAN otherName SRVName, SAN dNSName, then Subject CN.
+	rulesXMPP
+)
+
+// Object identifiers of the SubjectAltName extension and the otherName forms Jabber reads.
+var (
+	oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
+	oidXMPPAddr       = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 5} // RFC 6120 id-on-xmppAddr, UTF8String
+	oidSRVName        = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 7} // RFC 4985 id-on-dnsSRV, IA5String
+)
+
+// otherNames holds the otherName SANs of a certificate that Go's x509 package does not expose.
+type otherNames struct {
+	XMPPAddr []string
+	SRVName  []string
+}
+
+// parseOtherNames reads the xmppAddr and SRVName otherNames from cert's SubjectAltName
+// extension. It never panics: a malformed extension, or a malformed entry, stops the parse and
+// what was read so far is returned.
+func parseOtherNames(cert *x509.Certificate) otherNames {
+	var out otherNames
+	if cert == nil {
+		return out
+	}
+	for _, ext := range cert.Extensions {
+		if !ext.Id.Equal(oidSubjectAltName) {
+			continue
+		}
+		var seq asn1.RawValue
+		if rest, err := asn1.Unmarshal(ext.Value, &seq); err != nil || len(rest) != 0 ||
+			seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
+			continue
+		}
+		for rest := seq.Bytes; len(rest) > 0; {
+			var gn asn1.RawValue
+			var err error
+			if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
+				break
+			}
+			// otherName is [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY }.
+			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 || !gn.IsCompound {
+				continue
+			}
+			var oid asn1.ObjectIdentifier
+			inner, err := asn1.Unmarshal(gn.Bytes, &oid)
+			if err != nil {
+				continue
+			}
+			var explicit asn1.RawValue
+			if _, err := asn1.Unmarshal(inner, &explicit); err != nil ||
+				explicit.Class != asn1.ClassContextSpecific || explicit.Tag != 0 || !explicit.IsCompound {
+				continue
+			}
+			var str asn1.RawValue
+			if _, err := asn1.Unmarshal(explicit.Bytes, &str); err != nil || str.Class != asn1.ClassUniversal {
+				continue
+			}
+			switch str.Tag {
+			case asn1.TagUTF8String, asn1.TagIA5String, asn1.TagPrintableString:
+			default:
+				continue
+			}
+			switch {
+			case oid.Equal(oidXMPPAddr):
+				out.XMPPAddr = append(out.XMPPAddr, string(str.Bytes))
+			case oid.Equal(oidSRVName):
+				out.SRVName = append(out.SRVName, string(str.Bytes))
+			}
+		}
+	}
+	return out
+}
+
+// normName lower-cases a host name and drops one trailing dot.
+func normName(s string) string {
+	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
+}
+
+// matchName reports whether a certificate name matches host: case-insensitive, trailing dot
+// ignored, and a wildcard allowed only as the whole left-most label of a name with at least two
+// more labels ("*.example.com" matches "a.example.com", not "example.com" nor "a.b.example.com";
+// "f*.example.com" matches nothing).
+func matchName(pattern, host string) bool {
+	pattern, host = normName(pattern), normName(host)
+	if pattern == "" || host == "" {
+		return false
+	}
+	if rest, ok := strings.CutPrefix(pattern, "*."); ok {
+		if !strings.Contains(rest, ".") || strings.Contains(rest, "*") {
+			return false
+		}
+		label, tail, ok := strings.Cut(host, ".")
+		return ok && label != "" && tail == rest
+	}
+	return !strings.Contains(pattern, "*") && pattern == host
+}
+
+// srvNameTarget strips the leading "_service" (and "_proto") labels of an SRVName.
+func srvNameTarget(s string) string {
+	for strings.HasPrefix(s, "_") {
+		_, rest, ok := strings.Cut(s, ".")
+		if !ok {
+			return ""
+		}
+		s = rest
+	}
+	return s
+}
+
+// namesHost reports whether leaf identifies host under rules r, and by which name.
+func namesHost(leaf *x509.Certificate, host string, r rules) (string, bool) {
+	if ip := net.ParseIP(strings.Trim(host, "[]")); ip != nil {
+		for _, a := range leaf.IPAddresses {
+			if a.Equal(ip) {
+				return "SAN iPAddress " + a.String(), true
+			}
+		}
+		return "", false
+	}
+	if r == rulesXMPP {
+		on := parseOtherNames(leaf)
+		for _, a := range on.XMPPAddr {
+			if normName(a) == normName(host) {
+				return "SAN xmppAddr " + a, true
+			}
+		}
+		for _, s := range on.SRVName {
+			if t := srvNameTarget(s); t != "" && normName(t) == normName(host) {
+				return "SAN SRVName " + s, true
+			}
+		}
+	}
+	for _, d := range leaf.DNSNames {
+		if matchName(d, host) {
+			return "SAN dNSName " + d, true
+		}
+	}
+	if cn := leaf.Subject.CommonName; cn != "" && matchName(cn, host) {
+		return "Subject CN " + cn, true
+	}
+	return "", false
+}
+
+// certNames lists what a certificate names, for people: "CN x, SAN a b, xmppAddr c, SRVName d".
+func certNames(leaf *x509.Certificate, r rules) string {
+	var parts []string
+	if leaf.Subject.CommonName != "" {
+		parts = append(parts, "CN "+leaf.Subject.CommonName)
+	}
+	if len(leaf.DNSNames) > 0 {
+		parts = append(parts, "SAN dNSName "+strings.Join(leaf.DNSNames, " "))
+	}
+	if r == rulesXMPP {
+		on := parseOtherNames(leaf)
+		if len(on.XMPPAddr) > 0 {
+			parts = append(parts, "xmppAddr "+strings.Join(on.XMPPAddr, " "))
+		}
+		if len(on.SRVName) > 0 {
+			parts = append(parts, "SRVName "+strings.Join(on.SRVName, " "))
+		}
+	}
+	for _, ip := range leaf.IPAddresses {
+		parts = append(parts, "IP "+ip.String())
+	}
+	if len(parts) == 0 {
+		return "no names at all"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// issuerName names who issued cert: "self-signed", the issuer's CN, or its whole DN.
+func issuerName(cert *x509.Certificate) string {
+	if bytes.Equal(cert.RawSubject, cert.RawIssuer) {
+		return "self-signed"
+	}
+	if cert.Issuer.CommonName != "" {
+		return cert.Issuer.CommonName
+	}
+	return cert.Issuer.String()
+}
+
+// describeCert is the one-line summary of a certificate that a passing step reports:
+// "CN=mra.example.com, SAN mra.example.com example.com, issued by edgesim local CA, valid until 2027-11-24".
+func describeCert(leaf *x509.Certificate) string {
+	var b strings.Builder
+	if leaf.Subject.CommonName != "" {
+		b.WriteString("CN=" + leaf.Subject.CommonName + ", ")
+	}
+	var sans []string
+	sans = append(sans, leaf.DNSNames...)
+	on := parseOtherNames(leaf)
+	for _, a := range on.XMPPAddr {
+		sans = append(sans, "xmppAddr:"+a)
+	}
+	for _, s := range on.SRVName {
+		sans = append(sans, "SRVName:"+s)
+	}
+	for _, ip := range leaf.IPAddresses {
+		sans = append(sans, ip.String())
+	}
+	if len(sans) > 0 {
+		b.WriteString("SAN " + strings.Join(sans, " ") + ", ")
+	} else {
+		b.WriteString("no SAN, ")
+	}
+	if iss := issuerName(leaf); iss == "self-signed" {
+		b.WriteString("self-signed")
+	} else {
+		b.WriteString("issued by " + iss)
+	}
+	b.WriteString(", valid until " + leaf.NotAfter.UTC().Format(time.DateOnly))
+	return b.String()
+}
+
+// verifyPeer checks a presented chain the way Jabber does, for a connection whose SNI was host,
+// reached through the SRV target edgeHost (which may equal host). roots nil means the system
+// pool. On success it returns ClassNone and a one-line description of the certificate
+// (describeCert); on failure, the class and a sentence saying what was wrong.
+//
+// Order: no certificate (ClassHandshake); the platform certificate, naming edgeHost but not host
+// (ClassPlatformCert); chain, validity and usage (ClassExpired, ClassUntrusted); the name under
+// rules r (ClassNameMismatch).
+func verifyPeer(chain []*x509.Certificate, host, edgeHost string, r rules, roots *x509.CertPool, now time.Time) (Class, string) {
+	if len(chain) == 0 || chain[0] == nil {
+		return ClassHandshake, "the edge presented no certificate"
+	}
+	leaf := chain[0]
+	_, hostOK := namesHost(leaf, host, r)
+	if !hostOK && edgeHost != "" && normName(edgeHost) != normName(host) {
+		if _, ok := namesHost(leaf, edgeHost, r); ok {
+			return ClassPlatformCert, fmt.Sprintf("the edge presented its platform certificate (%s): no domain certificate for %s",
+				normName(edgeHost), normName(host))
+		}
+	}
+	opts := x509.VerifyOptions{
+		Roots:         roots,
+		Intermediates: x509.NewCertPool(),
+		CurrentTime:   now,
+		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, c := range chain[1:] {
+		if c != nil {
+			opts.Intermediates.AddCert(c)
+		}
+	}
+	if _, err := leaf.Verify(opts); err != nil {
+		return classifyVerifyError(err, leaf, host, now)
+	}
+	if !hostOK {
+		return ClassNameMismatch, fmt.Sprintf("the certificate does not name %s: it names %s (%s rules)",
+			normName(host), certNames(leaf, r), rulesName(r))
+	}
+	return ClassNone, describeCert(leaf)
+}
+
+// rulesName names a rule set for details.
+func rulesName(r rules) string {
+	if r == rulesXMPP {
+		return "XMPP: xmppAddr, SRVName, dNSName, then CN"
+	}
+	return "HTTP: dNSName, then CN"
+}
+
+// classifyVerifyError turns an x509 verification error into a class and a sentence.
+func classifyVerifyError(err error, leaf *x509.Certificate, host string, now time.Time) (Class, string) {
+	day := func(t time.Time) string { return t.UTC().Format(time.DateOnly) }
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) && inv.Reason == x509.Expired {
+		c := inv.Cert
+		if c == nil {
+			c = leaf
+		}
+		what := "certificate for " + normName(host)
+		if c != leaf {
+			what = "certificate " + c.Subject.String() + " in the chain for " + normName(host)
+		}
+		if now.Before(c.NotBefore) {
+			return ClassExpired, fmt.Sprintf("%s is not valid before %s (now %s)", what, day(c.NotBefore), day(now))
+		}
+		return ClassExpired, fmt.Sprintf("%s expired on %s (now %s)", what, day(c.NotAfter), day(now))
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		c := ua.Cert
+		if c == nil {
+			c = leaf
+		}
+		if bytes.Equal(c.RawSubject, c.RawIssuer) {
+			return ClassUntrusted, fmt.Sprintf("certificate for %s is self-signed (%s) and not a trusted root",
+				normName(host), c.Subject.String())
+		}
+		return ClassUntrusted, fmt.Sprintf("certificate for %s was issued by %q, which is not a trusted authority",
+			normName(host), issuerName(c))
+	}
+	var sr x509.SystemRootsError
+	if errors.As(err, &sr) {
+		return ClassUntrusted, "no trusted roots to check the certificate against: " + err.Error()
+	}
+	return ClassUntrusted, fmt.Sprintf("certificate for %s did not verify: %v", normName(host), err)
+}
+
+// checkEdgeDomain is Jabber's extra check: the service domain the user typed must be among the
+// leaf's SANs, literally as dNSName domain, as dNSName collab-edge.<domain>, or as SRVName
+// otherName _collab-edge._tls.<domain>. A wildcard SAN does not count. On failure the class is
+// ClassEdgeDomain and the detail follows Jabber's message.
+func checkEdgeDomain(leaf *x509.Certificate, domain string) (Class, string) {
+	d := normName(domain)
+	srv := "_collab-edge._tls." + d
+	if leaf == nil {
+		return ClassEdgeDomain, fmt.Sprintf("Edge domain '%s' not checked: the edge presented no certificate", d)
+	}
+	var wild []string
+	for _, n := range leaf.DNSNames {
+		switch normName(n) {
+		case d:
+			return ClassNone, fmt.Sprintf("edge domain %s is in the certificate as dNSName %s", d, n)
+		case "collab-edge." + d:
+			return ClassNone, fmt.Sprintf("edge domain %s is in the certificate as dNSName %s (CollabEdgeDNS form)", d, n)
+		}
+		if strings.HasPrefix(n, "*") && (matchName(n, d) || matchName(n, "collab-edge."+d)) {
+			wild = append(wild, n)
+		}
+	}
+	on := parseOtherNames(leaf)
+	for _, s := range on.SRVName {
+		if normName(s) == srv {
+			return ClassNone, fmt.Sprintf("edge domain %s is in the certificate as SRVName %s", d, s)
+		}
+	}
+	var sans []string
+	sans = append(sans, leaf.DNSNames...)
+	for _, s := range on.SRVName {
+		sans = append(sans, "SRVName:"+s)
+	}
+	for _, a := range on.XMPPAddr {
+		sans = append(sans, "xmppAddr:"+a)
+	}
+	list := strings.Join(sans, ", ")
+	if list == "" {
+		list = "none"
+	}
+	msg := fmt.Sprintf("Edge domain '%s' and corresponding SRVName '%s' not found in certificate SAN list (SANs: %s)", d, srv, list)
+	if len(wild) > 0 {
+		msg += fmt.Sprintf("; the wildcard SAN %s does not count", strings.Join(wild, ", "))
+	}
+	return ClassEdgeDomain, msg
+}
