@@ -375,7 +375,7 @@ func (l *login) handshake(ctx context.Context) StepResult {
 		_ = raw.SetDeadline(time.Time{})
 		l.conn, l.edge, l.sni = conn, t, sni
 		st := conn.ConnectionState()
-		r.Detail = describeState(st)
+		r.Detail, r.Resumed = describeState(st), st.DidResume
 		if len(notes) > 0 {
 			r.Detail += " (after: " + strings.Join(notes, "; ") + ")"
 		}
@@ -519,11 +519,11 @@ func (l *login) xmpp(ctx context.Context) StepResult {
 		return r
 	}
 	defer conn.Close()
-	_, class, detail := xmppLogin(ctx, conn, xmppParams{
+	st, class, detail := xmppLogin(ctx, conn, xmppParams{
 		Domain: l.domain, User: l.user, Password: l.c.cfg.Password,
 		TLS: l.tlsConfigNoALPN(r.SNI), Verify: l.verifier(host, rulesXMPP),
 	})
-	r.Class, r.Detail = class, detail
+	r.Class, r.Detail, r.Resumed = class, detail, st.DidResume
 	if class != ClassNone {
 		r.Verdict = Fail
 	}
@@ -575,6 +575,6 @@ func (l *login) sip(ctx context.Context) StepResult {
 		r.Verdict = Fail
 		return r
 	}
-	r.Detail = describeState(st) + "; " + detail
+	r.Detail, r.Resumed = describeState(st)+"; "+detail, st.DidResume
 	return r
 }

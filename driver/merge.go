@@ -262,6 +262,7 @@ func mergeSteps(rs []*Results) ([]StepStats, error) {
 		for j, s := range g.stats {
 			m.Count += s.Count
 			m.Errors += s.Errors
+			m.Resumed += s.Resumed
 			if err := mergeHist(h, s.Histogram); err != nil {
 				return nil, fmt.Errorf("%w: results %d of %d: step %q: %s", ErrBadResults, g.src[j]+1, len(rs), name, err)
 			}

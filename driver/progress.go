@@ -41,8 +41,8 @@ type tally struct {
 
 // stepTally is one step's count, errors and latency.
 type stepTally struct {
-	count, errors int64
-	h             *hdrhistogram.Histogram
+	count, errors, resumed int64
+	h                      *hdrhistogram.Histogram
 }
 
 // closedSecond is a second's login histogram waiting to be encoded into its point.
@@ -199,6 +199,9 @@ func (t *tally) record(f *flight, tr *Trace, ok bool, class Class, end time.Time
 		_ = st.h.RecordValue(micros(s.Duration))
 		if s.Verdict == Fail {
 			st.errors++
+		}
+		if s.Resumed {
+			st.resumed++
 		}
 	}
 }

@@ -67,6 +67,8 @@ type StepStats struct {
 	Step   Step  `json:"step"`
 	Count  int64 `json:"count"`  // times the step ran
 	Errors int64 `json:"errors"` // times it failed
+	// Resumed counts the runs of the step whose TLS handshake resumed a session (--resume).
+	Resumed int64 `json:"resumed,omitempty"`
 	// Quantiles in milliseconds, read from the histogram: p50, p90, p99, p99.9, max, mean.
 	Quantiles Quantiles `json:"quantiles_ms"`
 	// Histogram is the HDR histogram of successful and failed runs of the step, in

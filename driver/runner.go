@@ -428,7 +428,7 @@ func (t *tally) results(end time.Time) (*Results, error) {
 	stats := func(s Step, st *stepTally) StepStats {
 		h, e := EncodeHistogram(st.h)
 		err = errors.Join(err, e)
-		return StepStats{Step: s, Count: st.count, Errors: st.errors, Quantiles: QuantilesOf(st.h), Histogram: h}
+		return StepStats{Step: s, Count: st.count, Errors: st.errors, Resumed: st.resumed, Quantiles: QuantilesOf(st.h), Histogram: h}
 	}
 	for _, s := range t.order {
 		res.Steps = append(res.Steps, stats(s, t.steps[s]))

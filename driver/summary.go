@@ -85,6 +85,11 @@ func (r *Results) WriteSummary(w io.Writer) error {
 			return err
 		}
 	}
+	for _, s := range r.Steps {
+		if s.Resumed > 0 {
+			fmt.Fprintf(bw, "%s: %d of %d TLS handshakes resumed a session (%s)\n", s.Step, s.Resumed, s.Count, percent(s.Resumed, s.Count))
+		}
+	}
 	if classes := r.errorsByClass(); len(classes) > 0 {
 		fmt.Fprintln(bw)
 		fmt.Fprintln(bw, "failed logins by the class of their first failing step:")

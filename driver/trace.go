@@ -130,7 +130,8 @@ type StepResult struct {
 	Duration time.Duration `json:"duration_ns"`
 	Verdict  Verdict       `json:"verdict"`
 	Class    Class         `json:"class,omitempty"`
-	Detail   string        `json:"detail,omitempty"` // a sentence for people: what was found, or what went wrong and why
+	Detail   string        `json:"detail,omitempty"`  // a sentence for people: what was found, or what went wrong and why
+	Resumed  bool          `json:"resumed,omitempty"` // the step's TLS handshake resumed a session
 }
 
 // Trace is the record of one login.

@@ -112,7 +112,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	out, html := filepath.Join(o.out, "results.json"), filepath.Join(o.out, "report.html")
-	if err := finishLoad(res, out, html, stdout); err != nil {
+	if err := finishLoad(res, out, html, stdout, stdout); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "\ndemo finished in %.1fs. Open %s in a browser; run 'edgesim serve' to keep an edge running.\n", time.Since(begin).Seconds(), html)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -126,13 +127,22 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 	if err := fs.parse(args); err != nil {
 		return err
 	}
+	// A results file that cannot be written must be known before the run, not after it.
+	for _, f := range []string{o.out, o.html} {
+		if f == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
+			return usagef("cannot write %s: its folder %s does not exist", f, filepath.Dir(f))
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	res, err := o.run(ctx, "edgesim load "+strings.Join(args, " "), stderr)
 	if err != nil {
 		return err
 	}
-	return finishLoad(res, o.out, o.html, stdout)
+	return finishLoad(res, o.out, o.html, stdout, stderr)
 }
 
 // run checks the flags, runs the load and returns its results.
@@ -228,41 +238,27 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 	return r.Run(ctx)
 }
 
-// finishLoad prints the summary and writes the files asked for.
-func finishLoad(res *driver.Results, out, html string, stdout io.Writer) error {
+// finishLoad prints the summary to stdout, writes the files asked for and says where on notes.
+func finishLoad(res *driver.Results, out, html string, stdout, notes io.Writer) error {
 	var errs []error
 	if err := res.WriteSummary(stdout); err != nil {
 		errs = append(errs, err)
 	}
-	if out != "" {
-		errs = append(errs, writeFile(out, res.WriteJSON))
-		fmt.Fprintf(stdout, "results written to %s\n", out)
-	}
-	if html != "" {
-		errs = append(errs, writeFile(html, res.WriteHTML))
-		fmt.Fprintf(stdout, "report written to %s\n", html)
+	for _, f := range []struct {
+		path, what string
+		write      func(io.Writer) error
+	}{{out, "results", res.WriteJSON}, {html, "report", res.WriteHTML}} {
+		if f.path == "" {
+			continue
+		}
+		if err := writeFileWith(f.path, f.write); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(notes, "%s written to %s\n", f.what, f.path)
 	}
 	// A run that completed exits 0 even when logins failed: the failures are its findings.
 	return errors.Join(errs...)
-}
-
-// writeFile writes through a temporary file, so an interrupted write leaves no half file.
-func writeFile(path string, write func(io.Writer) error) error {
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if err := write(f); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 // isTerminal reports whether w is a character device (a terminal).

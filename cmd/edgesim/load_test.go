@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -146,4 +149,147 @@ func TestLoadOpenModel(t *testing.T) {
 	if !strings.Contains(stdout.String(), "tls") {
 		t.Errorf("summary lacks the tls step:\n%s", stdout.String())
 	}
+}
+
+// readResults reads a results file written by --out.
+func readResults(t *testing.T, path string) *driver.Results {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	res, err := driver.ReadResults(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+func stepStats(res *driver.Results, s driver.Step) driver.StepStats {
+	for _, st := range res.Steps {
+		if st.Step == s {
+			return st
+		}
+	}
+	return driver.StepStats{}
+}
+
+// With --resume each device resumes its TLS session after its first login; without, none does.
+func TestLoadResume(t *testing.T) {
+	s := testServer(t)
+	users := filepath.Join(t.TempDir(), "users.txt")
+	if err := os.WriteFile(users, []byte("bob@example.com\nalice@example.com\n# a comment\nivan@example.net\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, resume := range []bool{true, false} {
+		out := filepath.Join(t.TempDir(), "results.json")
+		args := []string{"load", "--dns", s.dns.Addr(), "--ca", s.certs.Load().CAFile, "--users-file", users,
+			"--concurrency", "1", "--count", "30", "--progress", "off", "--out", out}
+		if resume {
+			args = append(args, "--resume")
+		}
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		res := readResults(t, out)
+		if res.Totals.Succeeded != 30 {
+			t.Fatalf("resume=%v: totals %+v, want 30 succeeded\n%s", resume, res.Totals, stdout.String())
+		}
+		tls, xmpp, sip := stepStats(res, driver.StepTLS), stepStats(res, driver.StepXMPP), stepStats(res, driver.StepSIP)
+		// The first HTTPS handshake of each of the 3 devices is full; XMPP and SIP use the same
+		// SNI, and the edge shares its ticket keys across listeners, so they resume from the
+		// HTTPS session even in a device's first login.
+		if resume && (tls.Resumed != 27 || xmpp.Resumed < 27 || sip.Resumed < 27) {
+			t.Errorf("--resume: tls %d, xmpp %d, sip %d of 30 handshakes resumed, want 27 for tls (3 devices, first login full) and at least 27 for xmpp and sip", tls.Resumed, xmpp.Resumed, sip.Resumed)
+		}
+		if !resume && tls.Resumed+xmpp.Resumed+sip.Resumed != 0 {
+			t.Errorf("without --resume %d handshakes resumed", tls.Resumed+xmpp.Resumed+sip.Resumed)
+		}
+		if resume && !strings.Contains(stdout.String(), "resumed a session") {
+			t.Errorf("the summary does not say how many sessions resumed:\n%s", stdout.String())
+		}
+	}
+}
+
+// Ctrl-C (SIGINT) stops a long run early; the results are still written and consistent, and the
+// driver's metrics were served while it ran.
+func TestLoadInterrupt(t *testing.T) {
+	s := testServer(t)
+	out := filepath.Join(t.TempDir(), "results.json")
+	metrics := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeUDPPort(t)))
+	cmd := exec.Command(os.Args[0], "load", "--dns", s.dns.Addr(), "--ca", s.certs.Load().CAFile,
+		"--config", "../../testdata/tenants.yaml", "--rate", "40", "--duration", "1m", "--progress", "on",
+		"--metrics-addr", metrics, "--out", out)
+	// testdata/tenants.yaml names other tenants than the server's: most logins fail at srv
+	// (REFUSED), which is what a run against the wrong DNS looks like, and fine here.
+	cmd.Env = append(os.Environ(), benchChildEnv+"=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var body string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if resp, err := http.Get("http://" + metrics + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			if v := metricSum(body, "edgesim_driver_logins_total"); v >= 80 { // 2 s: live lines printed
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no driver metrics with 80 logins within 20 s\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling a live counter
+	}
+	for _, name := range []string{"edgesim_driver_logins_started_total", "edgesim_driver_step_duration_seconds_bucket",
+		"edgesim_driver_errors_total", "edgesim_driver_in_flight", "edgesim_driver_target_rate"} {
+		if !strings.Contains(body, name) {
+			t.Errorf("driver metrics lack %s", name)
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after Ctrl-C: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("still running 15 s after Ctrl-C\n%s", stderr.String())
+	}
+	res := readResults(t, out)
+	tot := res.Totals
+	if tot.Requested < 20 || tot.Requested > 40*30 || tot.Completed != tot.Requested || tot.Succeeded+tot.Failed != tot.Completed {
+		t.Errorf("totals after Ctrl-C: %+v", tot)
+	}
+	if !strings.Contains(stderr.String(), "in flight") || !strings.Contains(stdout.String(), "logins") {
+		t.Errorf("want the live line on stderr and the summary on stdout\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+}
+
+// metricSum adds every sample of a metric family in a text exposition.
+func metricSum(body, name string) float64 {
+	sum := 0.0
+	for _, line := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(line, name) || strings.HasPrefix(line, "#") {
+			continue
+		}
+		rest := strings.TrimPrefix(line, name)
+		if rest == "" || rest[0] != ' ' && rest[0] != '{' {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(rest[strings.LastIndexByte(rest, ' ')+1:], &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
 }

@@ -86,7 +86,7 @@ func runLogin(args []string, stdout, stderr io.Writer) error {
 	o.register(fs)
 	fs.StringVar(&protocols, "protocols", "https,xmpp,sip", "what to try after SRV: a list of https, xmpp, sip")
 	fs.BoolVar(&asJSON, "json", false, "print the trace as JSON")
-	pos, err := fs.parseInterspersed(args)
+	pos, err := parseInterspersed(fs, args)
 	if err != nil {
 		return err
 	}

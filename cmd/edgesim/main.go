@@ -138,29 +138,6 @@ func (fs *flagSet) parse(args []string) error {
 	return nil
 }
 
-// parseInterspersed parses args allowing flags before, between and after the positional
-// arguments, which it returns ("--" ends the flags).
-func (fs *flagSet) parseInterspersed(args []string) ([]string, error) {
-	var pos []string
-	for {
-		err := fs.Parse(args)
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, fs.parse([]string{"-h"})
-		}
-		if err != nil {
-			return nil, usagef("%v", err)
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, nil
-		}
-		if dashdash := len(args) > len(rest) && args[len(args)-len(rest)-1] == "--"; dashdash {
-			return append(pos, rest...), nil
-		}
-		pos, args = append(pos, rest[0]), rest[1:]
-	}
-}
-
 // version is the module version when built from a tagged module, else the VCS revision the
 // binary was built from, else "dev".
 func version() string {
