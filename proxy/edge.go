@@ -50,6 +50,10 @@ type Config struct {
 
 	// GetCertificate picks the certificate for a ClientHello by SNI; required (the sni store).
 	GetCertificate func(*tls.ClientHelloInfo) (*tls.Certificate, error)
+	// ACMEChallenge, when set, answers ACME TLS-ALPN-01 validation (RFC 8737) on the HTTPS
+	// listener: a ClientHello offering only the "acme-tls/1" protocol gets the certificate it
+	// returns, and the connection is closed after the handshake. ok false: no such challenge.
+	ACMEChallenge func(*tls.ClientHelloInfo) (c *tls.Certificate, ok bool)
 	// Tenants are the service domains the edge serves; required.
 	Tenants tenant.Directory
 	// EdgeHost is the provider edge host advertised in get_edge_config for tenants without an
@@ -233,7 +237,7 @@ func New(cfg Config) (*Edge, error) {
 	for i := range e.ln {
 		l := &e.ln[i]
 		l.idx, l.serve, l.max = i, serves[i], int64(cfg.MaxConns)
-		l.tls = listenerTLSConfig(base, i)
+		l.tls = listenerTLSConfig(base, i, cfg.ACMEChallenge)
 		// No TCP keep-alive probes: the idle timeout already drops dead peers, and it spares
 		// four setsockopt calls on every accepted connection.
 		l.ln, err = (&net.ListenConfig{KeepAlive: -1}).Listen(context.Background(), "tcp", addrs[i].addr)

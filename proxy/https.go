@@ -145,6 +145,9 @@ func (e *Edge) serveHTTPS(sc *serverConn) (handedOff bool) {
 	if err != nil {
 		return false
 	}
+	if tc.ConnectionState().NegotiatedProtocol == ACMETLS1Protocol {
+		return false // a TLS-ALPN-01 validation: the handshake was all it wanted
+	}
 	select {
 	case e.httpSrv.ln.ch <- tc:
 		return true

@@ -31,13 +31,35 @@ func baseTLSConfig(c *Config) (*tls.Config, error) {
 	return tc, nil
 }
 
-// listenerTLSConfig is the per-listener variant of base, built once at New.
-func listenerTLSConfig(base *tls.Config, idx int) *tls.Config {
+// ACMETLS1Protocol is the ALPN protocol of ACME TLS-ALPN-01 validation (RFC 8737).
+const ACMETLS1Protocol = "acme-tls/1"
+
+// listenerTLSConfig is the per-listener variant of base, built once at New. The HTTPS listener
+// also answers ACME TLS-ALPN-01 validation when challenge is set.
+func listenerTLSConfig(base *tls.Config, idx int, challenge func(*tls.ClientHelloInfo) (*tls.Certificate, bool)) *tls.Config {
 	tc := base.Clone()
 	if idx == lnHTTPS {
 		tc.NextProtos = []string{"http/1.1"}
+		if challenge != nil {
+			tc.NextProtos = append(tc.NextProtos, ACMETLS1Protocol)
+			get := base.GetCertificate
+			tc.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if isACMEHello(hello) {
+					if c, ok := challenge(hello); ok {
+						return c, nil
+					}
+					return nil, fmt.Errorf("proxy: no ACME TLS-ALPN-01 challenge pending for %q", hello.ServerName)
+				}
+				return get(hello)
+			}
+		}
 	}
 	return tc
+}
+
+// isACMEHello reports whether a ClientHello is an ACME validator's: it offers acme-tls/1 alone.
+func isACMEHello(hello *tls.ClientHelloInfo) bool {
+	return len(hello.SupportedProtos) == 1 && hello.SupportedProtos[0] == ACMETLS1Protocol
 }
 
 // handshake runs the server side of a TLS handshake on raw, bounded by the handshake timeout,

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"net"
 	"testing"
+	"time"
 )
 
 func TestTLSSettings(t *testing.T) {
@@ -151,4 +152,44 @@ func BenchmarkHandshakeParallel(b *testing.B) {
 			c.Close()
 		}
 	})
+}
+
+// An ACME TLS-ALPN-01 validator (offering only acme-tls/1) gets the challenge certificate and
+// a closed connection; ordinary clients still get the SNI store's certificate.
+func TestACMEChallengeHandshake(t *testing.T) {
+	var challenge *tls.Certificate
+	te := startEdge(t, func(c *Config) {
+		c.ACMEChallenge = func(hello *tls.ClientHelloInfo) (*tls.Certificate, bool) {
+			return challenge, hello.ServerName == "mra-host.example.com"
+		}
+	})
+	challenge = te.pki.leaf(t, "challenge.invalid")
+	dial := func(protos []string, sni string) (*tls.Conn, error) {
+		return tls.Dial("tcp", te.https, &tls.Config{ServerName: sni, NextProtos: protos, InsecureSkipVerify: true})
+	}
+	c, err := dial([]string{ACMETLS1Protocol}, "mra-host.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := c.ConnectionState()
+	if st.NegotiatedProtocol != ACMETLS1Protocol || st.PeerCertificates[0].DNSNames[0] != "challenge.invalid" {
+		t.Fatalf("validator got protocol %q and certificate for %v", st.NegotiatedProtocol, st.PeerCertificates[0].DNSNames)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("the validator's connection stayed open")
+	}
+	c.Close()
+	if c, err := dial([]string{ACMETLS1Protocol}, "other.example.com"); err == nil {
+		c.Close()
+		t.Fatal("a validator without a pending challenge got a certificate")
+	}
+	c, err = dial([]string{"http/1.1"}, "mra-host.example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if names := c.ConnectionState().PeerCertificates[0].DNSNames; len(names) > 0 && names[0] == "challenge.invalid" {
+		t.Fatal("an ordinary client got the challenge certificate")
+	}
 }
