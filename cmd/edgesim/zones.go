@@ -21,6 +21,9 @@ type tenantZones struct {
 	dnsAddrs   []netip.Addr
 	targets    map[string][]string // served zone apex -> SRV targets inside it
 	provZone   *dnssrv.Zone        // built once, unless the provider domain is also a tenant's
+	// txt, when set, gives the TXT strings of a name (ACME DNS-01 challenges); consulted for
+	// _acme-challenge.<apex> and _acme-challenge.<SNI host> of every tenant zone.
+	txt func(name string) []string
 }
 
 func newTenantZones(dir tenant.Directory, httpsPort uint16, edge, dns []netip.Addr) *tenantZones {
@@ -74,6 +77,25 @@ func (z *tenantZones) build(apex string, t *tenant.Tenant) *dnssrv.Zone {
 		zone.Hosts[z.nameserver] = z.dnsAddrs
 	}
 	if t != nil {
+		// The apex and the SNI hosts resolve to the edge as well: an ACME validator checking
+		// the domain certificate's names (TLS-ALPN-01) connects to them.
+		zone.Hosts[apex] = z.edgeAddrs
+		for _, h := range t.SNIHosts(z.provider) {
+			if h == apex || strings.HasSuffix(h, "."+apex) {
+				zone.Hosts[h] = z.edgeAddrs
+			}
+		}
+		if z.txt != nil {
+			for _, h := range append([]string{apex}, t.SNIHosts(z.provider)...) {
+				name := "_acme-challenge." + h
+				if v := z.txt(name); len(v) > 0 && strings.HasSuffix(h, apex) {
+					if zone.TXT == nil {
+						zone.TXT = map[string][]string{}
+					}
+					zone.TXT[name] = v
+				}
+			}
+		}
 		for _, tg := range t.Targets(z.provider) {
 			port := tg.Port
 			if port == 0 {
