@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -71,8 +72,9 @@ func NewClient(cfg Config) (*Client, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.DNS != "" {
-		if _, _, err := net.SplitHostPort(cfg.DNS); err != nil {
-			return nil, fmt.Errorf("driver: DNS server %q: want host:port, like 127.0.0.1:5353", cfg.DNS)
+		host, port, err := net.SplitHostPort(cfg.DNS)
+		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("DNS server %q: want host:port with a port from 1 to 65535, like 127.0.0.1:5353", cfg.DNS)
 		}
 	}
 	roots := cfg.Roots
@@ -93,9 +95,12 @@ func NewClient(cfg Config) (*Client, error) {
 		}
 		c.steps[s] = true
 	}
-	// Prerequisites: every step needs the SRV lookup; the checks and the edge configuration need
-	// the HTTPS handshake.
+	// Prerequisites: every step needs the SRV lookup; XMPP and SIP go to the servers the edge
+	// configuration names; the checks and the edge configuration need the HTTPS handshake.
 	c.steps[StepSRV] = true
+	if c.steps[StepXMPP] || c.steps[StepSIP] {
+		c.steps[StepEdgeConfig] = true
+	}
 	if c.steps[StepIdentity] || c.steps[StepEdgeDomain] || c.steps[StepEdgeConfig] {
 		c.steps[StepTLS] = true
 	}
@@ -142,7 +147,7 @@ func (c *Client) Login(ctx context.Context, addr string, sessions tls.ClientSess
 	l := &login{c: c, tr: tr, user: user, domain: domain, sessions: sessions}
 	defer func() {
 		if l.conn != nil {
-			_ = l.conn.Close()
+			l.closeEdge(ctx)
 		}
 	}()
 	type stepFunc func(ctx context.Context) StepResult
@@ -461,6 +466,24 @@ func (l *login) edgeConfig(ctx context.Context) StepResult {
 	}
 	l.config = cfg
 	return r
+}
+
+// closeEdge ends the HTTPS connection when no step used it after the handshake. A resuming
+// device first says close_notify and reads to the end: TLS 1.3 delivers session tickets after
+// the handshake, and a client that never reads them has nothing to resume with.
+func (l *login) closeEdge(ctx context.Context) {
+	if l.sessions != nil {
+		ctx, cancel := context.WithTimeout(ctx, l.c.cfg.Timeout)
+		defer cancel()
+		if dl, ok := ctx.Deadline(); ok {
+			_ = l.conn.SetDeadline(dl)
+		}
+		if l.conn.CloseWrite() == nil {
+			_, _ = io.Copy(io.Discard, l.conn)
+		}
+	}
+	_ = l.conn.Close()
+	l.conn = nil
 }
 
 // server picks the first server of list, or the SRV target with port def when there is no edge

@@ -140,7 +140,7 @@ func (r *Results) htmlPage() htmlPage {
 		{Label: "elapsed", Value: fmtSeconds(r.ElapsedSeconds), Note: ""},
 	}
 	for _, d := range r.Driver {
-		p.Drivers = append(p.Drivers, driverRow{Text: driverLine(d), Busy: d.CPUPercent > driverBusyPercent})
+		p.Drivers = append(p.Drivers, driverRow{Text: driverLine(d), Busy: d.busy()})
 	}
 
 	p.OverTime = r.overTimeChart()

@@ -306,11 +306,15 @@ func classifyVerifyError(err error, leaf *x509.Certificate, host string, now tim
 		if c == nil {
 			c = leaf
 		}
-		if bytes.Equal(c.RawSubject, c.RawIssuer) {
+		switch {
+		case c == leaf && bytes.Equal(c.RawSubject, c.RawIssuer):
 			return ClassUntrusted, fmt.Sprintf("certificate for %s is self-signed (%s) and not a trusted root",
 				normName(host), c.Subject.String())
+		case bytes.Equal(c.RawSubject, c.RawIssuer):
+			return ClassUntrusted, fmt.Sprintf("certificate for %s chains to the root %q, which is not trusted (if it is yours, pass its PEM file with --ca)",
+				normName(host), c.Subject.String())
 		}
-		return ClassUntrusted, fmt.Sprintf("certificate for %s was issued by %q, which is not a trusted authority",
+		return ClassUntrusted, fmt.Sprintf("certificate for %s was issued by %q, which is not a trusted authority (pass the issuing CA's PEM file with --ca)",
 			normName(host), issuerName(c))
 	}
 	var sr x509.SystemRootsError

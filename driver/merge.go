@@ -139,6 +139,7 @@ func Merge(rs ...*Results) (*Results, error) {
 		}
 		out.Driver = append(out.Driver, r.Driver...)
 		out.Shards += r.Shards
+		out.Interrupted = out.Interrupted || r.Interrupted
 	}
 	var err error
 	if out.Steps, err = mergeSteps(rs); err != nil {
@@ -363,10 +364,30 @@ func mergeSeries(rs []*Results) ([]Point, error) {
 	return out, nil
 }
 
-// achievedRate is completed logins per second of the run.
+// achievedRate is completed logins per second of the run: over the time it took, but never
+// less than the time asked for (the last login of a 2 s run at 10/s is due at 1.9 s, and a
+// --count run at rate R is meant to take count/R).
 func (r *Results) achievedRate() float64 {
-	if r.ElapsedSeconds <= 0 {
+	window := r.ElapsedSeconds
+	if !r.Interrupted {
+		s := r.Settings
+		window = max(window, s.Duration)
+		if s.Rate > 0 && s.Count > 0 {
+			asked := float64(s.Count) / s.Rate
+			if s.Duration > 0 {
+				asked = min(asked, s.Duration)
+			}
+			window = max(window, asked)
+		}
+	}
+	if window <= 0 {
 		return 0
 	}
-	return float64(r.Totals.Completed) / r.ElapsedSeconds
+	return float64(r.Totals.Completed) / window
+}
+
+// busy reports whether the driver may have limited the run: a second with most of its cores
+// busy, or logins that waited long in the driver before they began.
+func (d DriverUsage) busy() bool {
+	return max(d.CPUPercent, d.PeakCPUPercent) > driverBusyPercent || d.MaxLagMS > 100
 }

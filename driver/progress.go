@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
+	"golang.org/x/sys/unix"
 )
 
 // tally records the progress of a run: totals, errors by class, a histogram per step and the
@@ -274,11 +277,15 @@ func (t *tally) closeSeconds(now time.Time) snapshot {
 // while the run goes on, and writes the live line to Progress. It returns when stop is closed.
 func (r *Runner) tick(start time.Time, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
-	line := liveLine{w: r.cfg.Progress, tty: r.cfg.ProgressTTY, target: r.cfg.Rate}
+	line := liveLine{w: r.cfg.Progress, tty: r.cfg.ProgressTTY, target: r.cfg.Rate, every: r.cfg.ProgressEvery, draining: &r.draining}
+	if line.every <= 0 {
+		line.every = 10 * time.Second
+	}
 	defer line.end()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	prevAt, prevRequested := start, int64(0)
+	r.cpu.sample(start)
 	for {
 		// Just after the next Unix second on the run's clock.
 		ns := r.tally.startUnix + int64(time.Since(start))
@@ -289,6 +296,7 @@ func (r *Runner) tick(start time.Time, stop <-chan struct{}, done chan<- struct{
 		case <-timer.C:
 		}
 		now := time.Now()
+		r.cpu.sample(now)
 		snap := r.tally.closeSeconds(now)
 		rate := float64(snap.requested-prevRequested) / now.Sub(prevAt).Seconds()
 		prevAt, prevRequested = now, snap.requested
@@ -298,25 +306,37 @@ func (r *Runner) tick(start time.Time, stop <-chan struct{}, done chan<- struct{
 
 // liveLine writes the live line: in place each second on a terminal, else every 10 s.
 type liveLine struct {
-	w       io.Writer
-	tty     bool
-	target  float64 // logins per second asked for; 0 for the closed model
-	written bool
-	tens    time.Duration // the last ten seconds a plain line was written in
+	w        io.Writer
+	tty      bool
+	target   float64 // logins per second asked for; 0 for the closed model
+	written  bool
+	every    time.Duration // plain lines: how often
+	tens     time.Duration // plain lines: the last period one was written in
+	draining *atomic.Bool  // scheduling has stopped: only logins in flight are left
 }
 
 func (l *liveLine) write(elapsed time.Duration, rate float64, s snapshot) {
 	if l.w == nil {
 		return
 	}
-	text := formatLine(elapsed, l.target, rate, s)
+	target := l.target
+	if l.draining != nil && l.draining.Load() {
+		target = -1
+	}
+	text := formatLine(elapsed, target, rate, s)
+	if l.every <= 0 {
+		l.every = 10 * time.Second
+	}
 	switch {
 	case l.tty:
+		if w := terminalWidth(l.w); w > 10 && len(text) >= w {
+			text = text[:w-2] + "…"
+		}
 		fmt.Fprintf(l.w, "\r%s\x1b[K", text)
 		l.written = true
-	case elapsed/(10*time.Second) > l.tens:
+	case elapsed/l.every > l.tens:
 		fmt.Fprintln(l.w, text)
-		l.written, l.tens = true, elapsed/(10*time.Second)
+		l.written, l.tens = true, elapsed/l.every
 	}
 }
 
@@ -336,11 +356,16 @@ func (l *liveLine) end() {
 // the start, most frequent first.
 func formatLine(elapsed time.Duration, target, rate float64, s snapshot) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%6s  rate ", liveElapsed(elapsed))
-	if target > 0 {
-		fmt.Fprintf(&b, "%s/", liveRate(target))
+	fmt.Fprintf(&b, "%6s  ", liveElapsed(elapsed))
+	switch {
+	case target < 0:
+		b.WriteString("draining")
+	case target > 0:
+		fmt.Fprintf(&b, "started %s/s of %s/s", liveRate(rate), liveRate(target))
+	default:
+		fmt.Fprintf(&b, "started %s/s", liveRate(rate))
 	}
-	fmt.Fprintf(&b, "%s/s  in flight %s  done %s", liveRate(rate), commas(s.inFlight), commas(s.completed))
+	fmt.Fprintf(&b, "  in flight %s  done %s", commas(s.inFlight), commas(s.completed))
 	if s.last.Completed > 0 {
 		fmt.Fprintf(&b, "  p50 %s  p99 %s", liveMillis(s.last.P50), liveMillis(s.last.P99))
 	} else {
@@ -379,7 +404,7 @@ func formatLine(elapsed time.Duration, target, rate float64, s snapshot) string 
 }
 
 func liveElapsed(d time.Duration) string {
-	s := int64(d.Round(time.Second) / time.Second)
+	s := max(int64(d.Round(time.Second)/time.Second), 1) // the first tick may come before 0.5 s
 	if s < 60 {
 		return fmt.Sprintf("%ds", s)
 	}
@@ -419,4 +444,17 @@ func commas(n int64) string {
 		return "-" + s
 	}
 	return s
+}
+
+// terminalWidth is the column count of the terminal w writes to, or 0.
+func terminalWidth(w io.Writer) int {
+	f, ok := w.(*os.File)
+	if !ok {
+		return 0
+	}
+	ws, err := unix.IoctlGetWinsize(int(f.Fd()), unix.TIOCGWINSZ)
+	if err != nil {
+		return 0
+	}
+	return int(ws.Col)
 }

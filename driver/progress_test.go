@@ -21,23 +21,23 @@ func TestProgressLine(t *testing.T) {
 		{
 			"open", 12 * time.Second, 200, 200,
 			snap(14, 2390, Point{Completed: 190, P50: 3.1, P99: 12.4}, map[Class]int64{ClassTimeout: 1, ClassPlatformCert: 3}),
-			"   12s  rate 200/200/s  in flight 14  done 2,390  p50 3.1ms  p99 12.4ms  errors: platform-cert 3, timeout 1",
+			"   12s  started 200/s of 200/s  in flight 14  done 2,390  p50 3.1ms  p99 12.4ms  errors: platform-cert 3, timeout 1",
 		},
 		{
 			"closed, nothing finished last second", 75 * time.Second, 0, 183.4,
 			snap(4, 1234567, Point{}, nil),
-			" 1m15s  rate 183/s  in flight 4  done 1,234,567  p50 -  p99 -",
+			" 1m15s  started 183/s  in flight 4  done 1,234,567  p50 -  p99 -",
 		},
 		{
 			"slow and fractional", 2 * time.Second, 0.5, 0,
 			snap(1, 0, Point{Completed: 1, P50: 0.42, P99: 1250}, nil),
-			"    2s  rate 0.5/0/s  in flight 1  done 0  p50 0.42ms  p99 1.25s",
+			"    2s  started 0/s of 0.5/s  in flight 1  done 0  p50 0.42ms  p99 1.25s",
 		},
 		{
 			"many classes", time.Second, 10, 10,
 			snap(0, 9, Point{Completed: 9, P50: 1, P99: 1}, map[Class]int64{
 				ClassConnect: 1, ClassExpired: 1, ClassHTTP: 2, ClassSIP: 1, ClassXMPP: 1, ClassNone: 3}),
-			"    1s  rate 10/10/s  in flight 0  done 9  p50 1.0ms  p99 1.0ms  errors: unclassified 3, http 2, connect 1, expired 1, 2 more",
+			"    1s  started 10/s of 10/s  in flight 0  done 9  p50 1.0ms  p99 1.0ms  errors: unclassified 3, http 2, connect 1, expired 1, 2 more",
 		},
 	}
 	for _, tt := range tests {

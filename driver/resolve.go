@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -75,8 +76,13 @@ func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) ([]d
 	qs := dns.TypeToString[qtype]
 	if err != nil {
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.Canceled):
+			return nil, &dnsError{ClassCanceled, fmt.Sprintf("%s %s: the run stopped", name, qs)}
+		case errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
 			return nil, &dnsError{ClassDNSTimeout, fmt.Sprintf("%s %s: no answer from %s within %v", name, qs, r.server, r.timeout)}
+		case errors.Is(err, syscall.ECONNREFUSED):
+			return nil, &dnsError{ClassDNSError, fmt.Sprintf("%s %s: nothing answers DNS on %s (connection refused): is the DNS server running, and is --dns right?", name, qs, r.server)}
 		}
 		return nil, &dnsError{ClassDNSError, fmt.Sprintf("%s %s: asking %s: %v", name, qs, r.server, err)}
 	}
@@ -85,15 +91,36 @@ func (r *resolver) exchange(ctx context.Context, name string, qtype uint16) ([]d
 		return in.Answer, nil
 	case dns.RcodeNameError:
 		return nil, &dnsError{ClassDNSNXDomain, fmt.Sprintf("%s %s: NXDOMAIN from %s (no such name)", name, qs, r.server)}
+	case dns.RcodeRefused:
+		return nil, &dnsError{ClassDNSError, fmt.Sprintf("%s %s: REFUSED from %s: that server does not serve this domain", name, qs, r.server)}
 	default:
 		return nil, &dnsError{ClassDNSError, fmt.Sprintf("%s %s: %s from %s", name, qs, dns.RcodeToString[in.Rcode], r.server)}
 	}
 }
 
-// exchangeUDP asks over a connected UDP socket kept for the next query: a socket per query
-// cost the driver a fifth of its CPU in syscalls. A socket that saw an error, or an answer with
-// the wrong ID (a late reply to an earlier query), is closed rather than reused.
+// udpRetry is how long a query waits before it is sent again, as stub resolvers do: one lost
+// datagram costs this, not the whole step's timeout.
+const udpRetry = 2 * time.Second
+
+// exchangeUDP asks over a connected UDP socket kept for the next query (a socket per query cost
+// the driver a fifth of its CPU in syscalls), sending again every udpRetry until ctx ends. A
+// socket that saw an error is closed rather than reused; late replies are skipped by ID.
 func (r *resolver) exchangeUDP(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+	for {
+		actx, cancel := context.WithTimeout(ctx, udpRetry)
+		in, err := r.exchangeUDPOnce(actx, m)
+		cancel()
+		if err == nil || ctx.Err() != nil || actx.Err() == nil {
+			if err != nil && ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return in, err
+		}
+		// This attempt timed out while ctx has time left: send again on a new socket.
+	}
+}
+
+func (r *resolver) exchangeUDPOnce(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
 	co, _ := r.conns.Get().(*dns.Conn)
 	if co == nil {
 		var err error
@@ -101,10 +128,12 @@ func (r *resolver) exchangeUDP(ctx context.Context, m *dns.Msg) (*dns.Msg, error
 			return nil, err
 		}
 	}
+	// A cancelled run must not wait for the read deadline.
+	stop := context.AfterFunc(ctx, func() { _ = co.SetDeadline(time.Unix(1, 0)) })
 	in, _, err := r.udp.ExchangeWithConnContext(ctx, m, co)
-	if err != nil {
+	if !stop() || err != nil { // its deadline was moved, or it saw an error: not reused
 		_ = co.Close()
-		return nil, err
+		return in, err
 	}
 	r.conns.Put(co)
 	return in, nil

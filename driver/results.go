@@ -35,6 +35,9 @@ type Results struct {
 	Driver []DriverUsage `json:"driver"`
 	// Shards counts the results files merged into this one (1 for a single run).
 	Shards int `json:"shards"`
+	// Interrupted is set when the run was stopped (Ctrl-C) before its bound; merged results are
+	// interrupted when any part was.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Settings records how a run was made.
@@ -112,5 +115,11 @@ type DriverUsage struct {
 	CPUSeconds float64 `json:"cpu_seconds"` // user + system CPU of the driver process during the run
 	// CPUPercent is CPUSeconds over the elapsed time, as a share of Cores (100 = all cores busy).
 	CPUPercent float64 `json:"cpu_percent"`
-	MaxRSSMB   float64 `json:"max_rss_mb"`
+	// PeakCPUPercent is the busiest second, on the same scale: an average over a run with a long
+	// drain hides a driver that was saturated while it scheduled.
+	PeakCPUPercent float64 `json:"peak_cpu_percent,omitempty"`
+	// MaxLagMS is the longest a login waited in the driver past its intended start before it
+	// began (open model): waiting for --max-in-flight or for CPU. The wait counts in its latency.
+	MaxLagMS float64 `json:"max_schedule_lag_ms,omitempty"`
+	MaxRSSMB float64 `json:"max_rss_mb"`
 }

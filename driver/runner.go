@@ -59,6 +59,8 @@ type RunConfig struct {
 	// rewritten in place with \r each second; without it a full line is written every 10 s.
 	Progress    io.Writer
 	ProgressTTY bool
+	// ProgressEvery is how often a plain (not TTY) line is written; default 10 s.
+	ProgressEvery time.Duration
 	// Registerer receives the driver's metrics (nil: none); see metrics.go.
 	Registerer prometheus.Registerer
 	// Settings is copied into Results; the fields the Runner knows (model, rate, concurrency,
@@ -79,6 +81,9 @@ type Runner struct {
 	metrics      *metrics // nil when there is no Registerer
 	ran          atomic.Bool
 	tally        *tally
+	maxLag       atomic.Int64 // ns a login waited past its intended start before it began
+	cpu          cpuPeak      // owned by the ticker goroutine until it is done
+	draining     atomic.Bool  // scheduling has stopped
 
 	sessMu   sync.Mutex
 	sessions map[string]tls.ClientSessionCache
@@ -173,6 +178,8 @@ func (r *Runner) Run(ctx context.Context) (*Results, error) {
 		r.scheduleClosed(ctx, loginCtx, deadline, &wg)
 	}
 	r.metrics.setTarget(0)
+	interrupted := ctx.Err() != nil
+	r.draining.Store(true)
 	r.drain(&wg, cancelLogins)
 	close(stopTick)
 	<-tickDone
@@ -184,8 +191,12 @@ func (r *Runner) Run(ctx context.Context) (*Results, error) {
 	res.Started = start.Round(0)
 	res.Ended = start.Add(end.Sub(start)).Round(0)
 	res.ElapsedSeconds = end.Sub(start).Seconds()
-	res.Driver = []DriverUsage{usage.stop(end.Sub(start))}
+	du := usage.stop(end.Sub(start))
+	du.PeakCPUPercent = max(r.cpu.peak, du.CPUPercent)
+	du.MaxLagMS = float64(r.maxLag.Load()) / 1e6
+	res.Driver = []DriverUsage{du}
 	res.Shards = 1
+	res.Interrupted = interrupted
 	return res, err
 }
 
@@ -222,6 +233,9 @@ func (r *Runner) scheduleOpen(ctx, loginCtx context.Context, start time.Time, de
 		if !r.acquire(ctx, slots, deadline, &giveUp) {
 			r.neverStarted(start, i, ctx.Err() != nil)
 			return
+		}
+		if lag := int64(time.Since(intended)); lag > r.maxLag.Load() {
+			r.maxLag.Store(lag) // only this goroutine writes
 		}
 		wg.Add(1)
 		go func() {

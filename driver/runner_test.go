@@ -169,7 +169,7 @@ func TestRunnerOpenRate(t *testing.T) {
 		t.Errorf("settings %+v", st)
 	}
 	out := progress.String()
-	if !strings.HasPrefix(out, "\r") || !strings.Contains(out, "rate 200/") || !strings.Contains(out, "done ") || !strings.HasSuffix(out, "\n") {
+	if !strings.HasPrefix(out, "\r") || !strings.Contains(out, "of 200/s") || !strings.Contains(out, "done ") || !strings.HasSuffix(out, "\n") {
 		t.Errorf("progress %q", out)
 	}
 }

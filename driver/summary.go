@@ -79,6 +79,16 @@ func (r *Results) WriteSummary(w io.Writer) error {
 	r.writeHeader(bw)
 	fmt.Fprintln(bw)
 	fmt.Fprintf(bw, "logins    %s\n", r.totalsLine())
+	if s := r.Settings; s.Rate > 0 && !r.Interrupted && r.Totals.Completed > 0 && r.achievedRate() < 0.9*s.Rate {
+		login := Quantiles{}
+		for _, st := range r.Steps {
+			if st.Step == StepLogin {
+				login = st.Quantiles
+			}
+		}
+		fmt.Fprintf(bw, "warning   the run did not keep up: %s/s completed of the %s/s asked; logins queued, and their latency from intended start grew to p50 %s ms, max %s ms\n",
+			fmtRate(r.achievedRate()), fmtRate(s.Rate), fmtMS(login.P50), fmtMS(login.Max))
+	}
 	if len(r.Steps) > 0 {
 		fmt.Fprintln(bw)
 		if err := r.writeStepTable(bw); err != nil {
@@ -123,6 +133,9 @@ func (r *Results) writeHeader(w io.Writer) {
 	fmt.Fprintf(w, "edgesim load report: %s model", model)
 	if r.Shards > 1 {
 		fmt.Fprintf(w, ", %d shards merged", r.Shards)
+	}
+	if r.Interrupted {
+		fmt.Fprintf(w, ", INTERRUPTED after %s (Ctrl-C): fewer logins than asked", fmtSeconds(r.ElapsedSeconds))
 	}
 	fmt.Fprintln(w)
 	if s.Command != "" {
@@ -208,14 +221,27 @@ func driverLine(d DriverUsage) string {
 		cores = "core"
 	}
 	verdict := "not the bottleneck"
-	if d.CPUPercent > driverBusyPercent {
-		verdict = "the driver may be the bottleneck: results understate the edge"
+	switch {
+	case d.MaxLagMS > 100:
+		verdict = fmt.Sprintf("the driver may be the bottleneck: logins waited up to %s in the driver before they began (counted in their latency; raise --max-in-flight, or add driver cores or shards)", fmtLag(d.MaxLagMS))
+	case d.busy():
+		verdict = "the driver may be the bottleneck (its busiest second used most of its cores): results understate the edge"
 	}
 	extra := ""
-	if d.MaxRSSMB > 0 {
-		extra = fmt.Sprintf(" (%.0f MB resident)", d.MaxRSSMB)
+	if d.PeakCPUPercent > d.CPUPercent+5 {
+		extra = fmt.Sprintf(", %.0f%% in its busiest second", d.PeakCPUPercent)
 	}
-	return fmt.Sprintf("%s used %.0f%% of %d %s%s: %s", who, d.CPUPercent, d.Cores, cores, extra, verdict)
+	if d.MaxRSSMB > 0 {
+		extra += fmt.Sprintf(", %.0f MB resident", d.MaxRSSMB)
+	}
+	return fmt.Sprintf("%s used %.0f%% of %d %s on average (%s): %s", who, d.CPUPercent, d.Cores, cores, strings.TrimPrefix(extra, ", "), verdict)
+}
+
+func fmtLag(ms float64) string {
+	if ms >= 1000 {
+		return fmt.Sprintf("%.1f s", ms/1000)
+	}
+	return fmt.Sprintf("%.0f ms", ms)
 }
 
 // percent is n/of as a percentage, "-" when of is 0.

@@ -37,6 +37,23 @@ func (u usageMeter) stop(elapsed time.Duration) DriverUsage {
 	return d
 }
 
+// cpuPeak follows the driver's CPU use second by second; used by one goroutine (the ticker).
+type cpuPeak struct {
+	lastCPU float64
+	lastAt  time.Time
+	peak    float64 // percent of all cores
+}
+
+func (c *cpuPeak) sample(now time.Time) {
+	cpu := processCPUSeconds()
+	if !c.lastAt.IsZero() {
+		if d := now.Sub(c.lastAt).Seconds(); d > 0.5 {
+			c.peak = max(c.peak, 100*(cpu-c.lastCPU)/(d*float64(runtime.GOMAXPROCS(0))))
+		}
+	}
+	c.lastCPU, c.lastAt = cpu, now
+}
+
 // processCPUSeconds is the user and system CPU time of this process so far (0 if unknown).
 func processCPUSeconds() float64 {
 	var ru syscall.Rusage

@@ -77,6 +77,25 @@ func (s syntheticUsers) At(i int64) string {
 	return tenant.SyntheticUser(int(i/s.tenants%s.users)+1) + "@" + tenant.SyntheticDomain(int(i%s.tenants)+1)
 }
 
+// interleavedUsers lists every user of every tenant, first users of all tenants first, so
+// consecutive logins spread over tenants as they do with --tenants.
+func interleavedUsers(dir tenant.Directory) driver.UserList {
+	var list driver.UserList
+	for round := 0; ; round++ {
+		added := false
+		dir.Each(func(t *tenant.Tenant) bool {
+			if round < len(t.Users) {
+				list = append(list, t.Users[round]+"@"+t.Domain)
+				added = true
+			}
+			return true
+		})
+		if !added {
+			return list
+		}
+	}
+}
+
 // loadUsers builds the user population from the flags.
 func (o *loadOptions) loadUsers() (driver.Users, string, error) {
 	n := 0
@@ -97,16 +116,9 @@ func (o *loadOptions) loadUsers() (driver.Users, string, error) {
 	case o.config != "":
 		dir, err := tenant.Load(o.config)
 		if err != nil {
-			return nil, "", err
+			return nil, "", usagef("--config: %v", err)
 		}
-		var list driver.UserList
-		dir.Each(func(t *tenant.Tenant) bool {
-			for _, u := range t.Users {
-				list = append(list, u+"@"+t.Domain)
-			}
-			return true
-		})
-		return list, fmt.Sprintf("%s (%d tenants)", o.config, dir.Len()), nil
+		return interleavedUsers(dir), fmt.Sprintf("%s (%d tenants)", o.config, dir.Len()), nil
 	}
 	f, err := os.Open(o.usersFile)
 	if err != nil {
@@ -136,8 +148,7 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 			return usagef("cannot write %s: its folder %s does not exist", f, filepath.Dir(f))
 		}
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx := interruptible(stderr, fmt.Sprintf("no new logins; waiting up to %v (--drain) for those in flight, then writing the results", o.drain))
 	res, err := o.run(ctx, "edgesim load "+strings.Join(args, " "), stderr)
 	if err != nil {
 		return err
@@ -160,16 +171,26 @@ func (o *loadOptions) run(ctx context.Context, command string, stderr io.Writer)
 // check refuses contradictory or missing bounds.
 func (o *loadOptions) check() error {
 	switch {
-	case o.rate < 0 || o.concurrency < 0:
-		return usagef("--rate and --concurrency must be positive")
+	case o.rate < 0:
+		return usagef("--rate %g: want a positive number of logins per second", o.rate)
+	case o.concurrency < 0:
+		return usagef("--concurrency %d: want a positive number of logins in flight", o.concurrency)
+	case o.duration < 0:
+		return usagef("--duration %v: want a positive duration, like 30s or 10m", o.duration)
+	case o.count < 0:
+		return usagef("--count %d: want a positive number of logins", o.count)
+	case o.maxInFlight < 1:
+		return usagef("--max-in-flight %d: want at least 1", o.maxInFlight)
+	case o.drain <= 0:
+		return usagef("--drain %v: want a positive duration, like 30s", o.drain)
+	case strings.TrimSpace(o.steps) == "":
+		return usagef("--steps is empty: give a list of %s, or all", strings.Join(stepNames(), ","))
 	case o.rate > 0 && o.concurrency > 0:
 		return usagef("--rate (open model) and --concurrency (closed model) both given: use one")
 	case o.rate == 0 && o.concurrency == 0:
 		return usagef("give --rate R (logins per second) or --concurrency C")
-	case o.duration <= 0 && o.count <= 0:
+	case o.duration == 0 && o.count == 0:
 		return usagef("bound the run with --duration D or --count N")
-	case o.duration < 0 || o.count < 0:
-		return usagef("--duration and --count must be positive")
 	}
 	return nil
 }
@@ -179,12 +200,11 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 	if err := o.check(); err != nil {
 		return nil, err
 	}
-	progressTTY := false
+	progressTTY, every := isTerminal(stderr), 10*time.Second
 	switch o.progress {
 	case "auto":
-		progressTTY = isTerminal(stderr)
 	case "on":
-		progressTTY = true
+		every = time.Second
 	case "off":
 	default:
 		return nil, usagef("--progress %q: want auto, on or off", o.progress)
@@ -208,7 +228,9 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 		if err != nil {
 			return nil, usagef("--metrics-addr: %v", err)
 		}
-		srv := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		fmt.Fprintf(stderr, "driver metrics on http://%s/metrics\n", ln.Addr())
@@ -225,7 +247,7 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 		Login: client.Login, Users: users,
 		Rate: o.rate, Concurrency: o.concurrency, Duration: o.duration, Count: o.count,
 		MaxInFlight: o.maxInFlight, Drain: o.drain, Resume: o.resume, Steps: client.Steps(),
-		Progress: progress, ProgressTTY: progressTTY, Registerer: reg,
+		Progress: progress, ProgressTTY: progressTTY, ProgressEvery: every, Registerer: reg,
 		Settings: driver.Settings{
 			Command: command, Model: model, Rate: o.rate, Concurrency: o.concurrency,
 			Duration: o.duration.Seconds(), Count: o.count, Steps: client.Steps(), Resume: o.resume,
@@ -259,6 +281,22 @@ func finishLoad(res *driver.Results, out, html string, stdout, notes io.Writer) 
 	}
 	// A run that completed exits 0 even when logins failed: the failures are its findings.
 	return errors.Join(errs...)
+}
+
+// interruptible returns a context cancelled by the first SIGINT or SIGTERM, which prints
+// "stopping: <what>"; a second one ends the process at once (Go's default for the signal). The
+// context lives as long as the process.
+func interruptible(stderr io.Writer, what string) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		signal.Stop(sigs)
+		fmt.Fprintf(stderr, "\nstopping: %s. Ctrl-C again quits without them.\n", what)
+		cancel()
+	}()
+	return ctx
 }
 
 // isTerminal reports whether w is a character device (a terminal).

@@ -211,6 +211,17 @@ func TestLoadResume(t *testing.T) {
 			t.Errorf("the summary does not say how many sessions resumed:\n%s", stdout.String())
 		}
 	}
+	// Pure handshake load: the connection ends right after the handshake, and TLS 1.3 session
+	// tickets come after it; a resuming device must still read them.
+	out := filepath.Join(t.TempDir(), "results.json")
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"load", "--dns", s.dns.Addr(), "--ca", s.certs.Load().CAFile, "--users-file", users,
+		"--concurrency", "1", "--count", "30", "--steps", "srv,tls", "--resume", "--progress", "off", "--out", out}, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if tls := stepStats(readResults(t, out), driver.StepTLS); tls.Resumed != 27 {
+		t.Errorf("--steps srv,tls --resume: %d of %d handshakes resumed, want 27", tls.Resumed, tls.Count)
+	}
 }
 
 // Ctrl-C (SIGINT) stops a long run early; the results are still written and consistent, and the

@@ -33,6 +33,14 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return usagef("no results files: 'edgesim report FILE... [--out merged.json] [--html report.html]'")
 	}
 
+	for _, f := range []string{out, htmlOut} {
+		if f == "" {
+			continue
+		}
+		if st, err := os.Stat(filepath.Dir(f)); err != nil || !st.IsDir() {
+			return usagef("cannot write %s: its folder %s does not exist", f, filepath.Dir(f))
+		}
+	}
 	seen := map[string]bool{}
 	for _, name := range files {
 		if abs, err := filepath.Abs(name); err == nil {
@@ -43,11 +51,17 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	results := make([]*driver.Results, 0, len(files))
+	runs := map[string]string{} // a run's identity -> the file it came from
 	for _, name := range files {
 		r, err := readResultsFile(name)
 		if err != nil {
 			return err
 		}
+		id := fmt.Sprintf("%s|%s|%s|%+v", r.Started, r.Ended, r.Settings.Command, r.Totals)
+		if prev, ok := runs[id]; ok {
+			return usagef("%s and %s hold the same run: its logins would count twice", prev, name)
+		}
+		runs[id] = name
 		results = append(results, r)
 	}
 	merged, err := driver.Merge(results...)
@@ -120,7 +134,7 @@ func writeFileWith(name string, write func(io.Writer) error) error {
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot write %s: %w", name, errors.Unwrap(err))
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename, there is nothing left to remove
 	if _, err := tmp.Write(buf.Bytes()); err != nil {
