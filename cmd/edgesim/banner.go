@@ -30,6 +30,7 @@ func (s *server) printBanner(w io.Writer) {
 	if s.metricLn != nil {
 		fmt.Fprintf(w, "  metrics  http://%s/metrics\n", s.metricLn.Addr())
 	}
+	s.printAdminBanner(w)
 	fmt.Fprintf(w, "try:\n")
 	fmt.Fprintf(w, "  dig @%s -p %s +norec _collab-edge._tls.%s SRV\n", dnsHost, dnsPort, t.Domain)
 	fmt.Fprintf(w, "  openssl s_client -connect %s -servername %s -CAfile %s -verify_hostname %s -brief </dev/null\n",

@@ -46,6 +46,7 @@ func commands() []command {
 		{"load", "replay logins for many users at a set rate; latency per step, results file", runLoad},
 		{"report", "merge results files and print the summary; --html writes a page", runReport},
 		{"demo", "start a simulated edge on loopback, trace two logins, run a short load, write a report", runDemo},
+		{"domains", "domain certificates as on Expressway-E: list, add, csr, upload, show, delete, acme (admin API client)", runDomains},
 		{"certs", "certificate tools: 'edgesim certs lint FILE' checks a certificate against Expressway's and Jabber's rules", runCerts},
 		{"dns", "DNS tools: 'edgesim dns export' writes the zones as master files", runDNS},
 		{"version", "print the version", runVersion},

@@ -27,6 +27,7 @@ import (
 	"github.com/edgesim/edgesim/proxy"
 	"github.com/edgesim/edgesim/sni"
 	"github.com/edgesim/edgesim/tenant"
+	"github.com/edgesim/edgesim/tenant/domains"
 )
 
 // defaultTenants is served when neither --config nor --tenants is given: one tenant per
@@ -46,7 +47,9 @@ type serveOptions struct {
 	gcHeadroom                                 int
 	curves, tlsMin                             string
 	logFormat, logLevel                        string
+	adminAddr, adminTokenFile                  string
 	dir                                        tenant.Directory // set by demo: tenants built in code
+	adminSecureLoopback                        bool             // set by tests: TLS and a token on loopback too
 }
 
 func (o *serveOptions) register(fs *flagSet) {
@@ -70,6 +73,8 @@ func (o *serveOptions) register(fs *flagSet) {
 	fs.StringVar(&o.tlsMin, "tls-min", "1.2", "lowest TLS version: 1.2 or 1.3")
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "admin API `HOST:PORT` for domain certificates ('edgesim domains'); on loopback plain HTTP without a token, beyond it HTTPS and a bearer token ('' disables)")
+	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "bearer token `FILE` for the admin API when bound beyond loopback; made on first use (default DIR/"+adminTokenName+" in --data)")
 }
 
 func runServe(args []string, stdout, stderr io.Writer) error {
@@ -122,6 +127,8 @@ type server struct {
 	metrics  *http.Server
 	metricLn net.Listener
 	dataDir  string
+	admin    *adminServer     // nil when --admin-addr is ''
+	domains  *domains.Manager // domain certificates added through the admin API
 }
 
 func loadDirectory(o serveOptions) (tenant.Directory, error) {
@@ -188,6 +195,9 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 			return s, portHint(fmt.Errorf("--metrics-addr: %w", err), "--metrics-addr")
 		}
 	}
+	if err = s.listenAdmin(o); err != nil {
+		return s, err
+	}
 	httpsAddr, _, _ := s.edge.Addrs()
 	hp := httpsAddr.(*net.TCPAddr).AddrPort()
 	if !advertise.IsValid() {
@@ -235,6 +245,10 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	// tenants about 0.8 GB the runtime would keep from the OS for minutes.
 	debug.FreeOSMemory()
 	log.Debug("sni store loaded", zap.Int("names", s.store.Len()), zap.Duration("took", time.Since(start)))
+	// Domain certificates uploaded through the admin API replace the provisioned ones.
+	if err = s.startDomains(o, certs); err != nil {
+		return s, err
+	}
 
 	s.edge.Start()
 	if s.metricLn != nil {
@@ -259,6 +273,9 @@ func (s *server) shutdown(ctx context.Context) error {
 		errs = append(errs, s.metrics.Shutdown(ctx))
 	} else if s.metricLn != nil {
 		errs = append(errs, s.metricLn.Close())
+	}
+	if s.admin != nil {
+		errs = append(errs, s.admin.shutdown(ctx))
 	}
 	if s.edge != nil {
 		if err := s.edge.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
