@@ -154,8 +154,8 @@ func (t *Tenant) resolve() error {
 			return fmt.Errorf("%s: srv[%d].target (SRV targets are names, never addresses): %w", t.Domain, i, err)
 		}
 	}
-	if t.ACME {
-		return fmt.Errorf("%s: acme: true: this edgesim does not issue certificates through ACME yet; remove the line and use a certificate scenario or cert_file/key_file", t.Domain)
+	if t.ACME && (t.CertFile != "" || t.KeyFile != "") {
+		return fmt.Errorf("%s: acme: true and cert_file/key_file both given: ACME issues the certificate, so drop the files (or acme)", t.Domain)
 	}
 	if len(t.Users) == 0 {
 		t.Users = defaultUsers

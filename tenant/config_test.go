@@ -66,7 +66,7 @@ func TestParseErrors(t *testing.T) {
 		{"srv target address", "tenants:\n  - domain: example.com\n    srv: [{target: 192.0.2.1}]\n", "never addresses", nil},
 		{"not YAML", "tenants: [", "parse config", nil},
 		{"empty", "", "the config is empty", ErrNoTenants},
-		{"acme not yet", "tenants:\n  - domain: example.com\n    acme: true\n", "not issue certificates through ACME yet", nil},
+		{"acme and files", "tenants:\n  - domain: example.com\n    acme: true\n    cert_file: a.pem\n    key_file: a.key\n", "ACME issues the certificate", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -86,8 +86,8 @@ type Tenant struct {
 	EdgeHost string `yaml:"edge_host,omitempty"`
 	// SRV, when set, replaces the single default record with these targets.
 	SRV []SRVTarget `yaml:"srv,omitempty"`
-	// ACME asks for the domain certificate to be issued through ACME. Not available yet: a
-	// tenants file that sets it is refused with a sentence saying so.
+	// ACME asks for the domain certificate to be issued and renewed through ACME ('edgesim
+	// serve --acme-ca URL'); until it is issued the scenario's certificate is served.
 	ACME bool `yaml:"acme,omitempty"`
 }
 

@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"io"
 	"log"
@@ -48,7 +49,9 @@ type Options struct {
 type Pebble struct {
 	DirectoryURL string         // the ACME directory, https://127.0.0.1:port/dir
 	Roots        *x509.CertPool // trusts the ACME endpoint's HTTPS certificate
+	RootsPEM     []byte         // the same root as PEM, for a --acme-ca-root file
 	IssuerRoots  *x509.CertPool // trusts the certificates Pebble issues
+	IssuerPEM    []byte         // the same roots as PEM, for a client's --ca file
 	Addr         string         // host:port of the ACME endpoint
 }
 
@@ -123,13 +126,17 @@ func Start(t testing.TB, opts Options) *Pebble {
 	})
 
 	issuerRoots := x509.NewCertPool()
+	var issuerPEM []byte
 	for i := range authority.GetNumberOfRootCerts() {
 		issuerRoots.AddCert(authority.GetRootCert(i).Cert)
+		issuerPEM = append(issuerPEM, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authority.GetRootCert(i).Cert.Raw})...)
 	}
 	return &Pebble{
 		DirectoryURL: "https://" + ln.Addr().String() + wfe.DirectoryPath,
 		Roots:        roots,
+		RootsPEM:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: serverCert.Certificate[1]}),
 		IssuerRoots:  issuerRoots,
+		IssuerPEM:    issuerPEM,
 		Addr:         ln.Addr().String(),
 	}
 }

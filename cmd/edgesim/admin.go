@@ -79,8 +79,19 @@ func (s *server) listenAdmin(o serveOptions) error {
 func (s *server) startDomains(o serveOptions, certs *tenant.Result) error {
 	swap := &sniSwap{store: s.store, log: s.log, prev: map[string]*tls.Certificate{}}
 	dir := s.dir
-	m, err := domains.New(domains.Config{
-		Storage: &certmagic.FileStorage{Path: filepath.Join(o.data, "certmagic")},
+	storage := &certmagic.FileStorage{Path: filepath.Join(o.data, "certmagic")}
+	var m *domains.Manager
+	var err error
+	if s.acme, err = s.newACME(o.acme, storage, &m); err != nil {
+		return err
+	}
+	var acmeCtl domains.ACME
+	if s.acme != nil {
+		acmeCtl = acmeAdapter{s.acme}
+	}
+	m, err = domains.New(domains.Config{
+		Storage: storage,
+		ACME:    acmeCtl,
 		HostsFor: func(d string) []string {
 			p := dir.Provider()
 			if t, ok := dir.Lookup(d); ok {
@@ -101,6 +112,9 @@ func (s *server) startDomains(o serveOptions, certs *tenant.Result) error {
 		return fmt.Errorf("domain certificates: %w", err)
 	}
 	s.domains = m
+	if err := s.enableTenantACME(ctx, o); err != nil {
+		return err
+	}
 	a := s.admin
 	if a == nil {
 		return nil

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/edgesim/edgesim/acme"
 	"github.com/edgesim/edgesim/dnssrv"
 	"github.com/edgesim/edgesim/proxy"
 	"github.com/edgesim/edgesim/sni"
@@ -48,6 +49,7 @@ type serveOptions struct {
 	curves, tlsMin                             string
 	logFormat, logLevel                        string
 	adminAddr, adminTokenFile                  string
+	acme                                       acmeOptions
 	dir                                        tenant.Directory // set by demo: tenants built in code
 	adminSecureLoopback                        bool             // set by tests: TLS and a token on loopback too
 }
@@ -74,6 +76,7 @@ func (o *serveOptions) register(fs *flagSet) {
 	fs.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "admin API `HOST:PORT` for domain certificates ('edgesim domains'); on loopback plain HTTP without a token, beyond it HTTPS and a bearer token ('' disables)")
+	o.acme.register(fs)
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "bearer token `FILE` for the admin API when bound beyond loopback; made on first use (default DIR/"+adminTokenName+" in --data)")
 }
 
@@ -129,6 +132,11 @@ type server struct {
 	dataDir  string
 	admin    *adminServer     // nil when --admin-addr is ''
 	domains  *domains.Manager // domain certificates added through the admin API
+	acme     *acme.Manager    // nil without --acme-ca
+	// challenges hold pending ACME validations: TXT records for the DNS, TLS-ALPN-01
+	// certificates for the HTTPS listener.
+	challenges *acme.Challenges
+	reg        *prometheus.Registry
 }
 
 func loadDirectory(o serveOptions) (tenant.Directory, error) {
@@ -168,7 +176,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		return nil, usagef("--key-type: %v", err)
 	}
 
-	s = &server{log: log, dir: dir, store: sni.New(), dataDir: o.data}
+	s = &server{log: log, dir: dir, store: sni.New(), dataDir: o.data, challenges: &acme.Challenges{}, reg: reg}
 	defer func() {
 		if err != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -182,7 +190,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	// reported at once. Nothing is accepted until the store is filled.
 	s.edge, err = proxy.New(proxy.Config{
 		HTTPSAddr: o.httpsAddr, XMPPAddr: o.xmppAddr, SIPAddr: o.sipAddr,
-		GetCertificate: s.store.GetCertificate, Tenants: dir,
+		GetCertificate: s.store.GetCertificate, Tenants: dir, ACMEChallenge: s.challenges.ALPNCertificate,
 		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion,
 		HandshakeTimeout: o.handshakeTimeout, IdleTimeout: o.idleTimeout, MaxConns: o.maxConns,
 		Logger: log, Registerer: reg,
@@ -207,9 +215,11 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 			log.Warn("HTTPS listens on all addresses: DNS answers 127.0.0.1 for the edge hosts; set --advertise-addr")
 		}
 	}
+	zones := newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise})
+	zones.txt = s.challenges.TXT
 	s.dns, err = dnssrv.New(dnssrv.Config{
 		Addr:       o.dnsAddr,
-		Zones:      newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise}),
+		Zones:      zones,
 		Nameserver: "ns." + dir.Provider().Domain,
 		Logger:     log, Registerer: reg,
 	})
@@ -276,6 +286,9 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	if s.admin != nil {
 		errs = append(errs, s.admin.shutdown(ctx))
+	}
+	if s.acme != nil {
+		s.acme.Stop()
 	}
 	if s.edge != nil {
 		if err := s.edge.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
