@@ -136,6 +136,45 @@ func TestServeACME(t *testing.T) {
 	}
 }
 
+// With only DNS-01 offered, Pebble validates through the TXT records edgesim's own DNS serves.
+func TestServeACMEDNS01(t *testing.T) {
+	if testing.Short() {
+		t.Skip("issues certificates through Pebble")
+	}
+	httpsPort, dnsPort := freeUDPPort(t), freeUDPPort(t)
+	pebble := pebbletest.Start(t, pebbletest.Options{Resolver: "127.0.0.1:" + strconv.Itoa(dnsPort), TLSPort: httpsPort})
+	dir := t.TempDir()
+	root := filepath.Join(dir, "pebble-root.pem")
+	if err := os.WriteFile(root, pebble.RootsPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "tenants.yaml")
+	if err := os.WriteFile(cfg, []byte("tenants:\n  - {domain: dns01-a.example, acme: true}\n  - {domain: dns01-b.example, acme: true}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerArgs(t, "--config", cfg, "--data", filepath.Join(dir, "data"),
+		"--https-addr", "127.0.0.1:"+strconv.Itoa(httpsPort), "--dns-addr", "127.0.0.1:"+strconv.Itoa(dnsPort),
+		"--acme-ca", pebble.DirectoryURL, "--acme-ca-root", root, "--acme-challenges", "dns-01", "--admin-addr", "")
+	deadline := time.Now().Add(30 * time.Second)
+	for _, d := range []string{"dns01-a.example", "dns01-b.example"} {
+		for st := s.acme.Status(d); st.State != "valid"; st = s.acme.Status(d) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: ACME state %s after 30 s: %s", d, st.State, st.LastError)
+			}
+			time.Sleep(50 * time.Millisecond) // polling issuance progress
+		}
+		if ch := s.acme.Status(d).Challenge; ch != "dns-01" {
+			t.Errorf("%s validated by %q, want dns-01", d, ch)
+		}
+	}
+	https, _, _ := s.addrs()
+	c, err := tls.Dial("tcp", https, &tls.Config{ServerName: "mra.dns01-a.example", RootCAs: pebble.IssuerRoots})
+	if err != nil {
+		t.Fatalf("handshake verified against Pebble's roots: %v", err)
+	}
+	c.Close()
+}
+
 // startServerArgs starts 'edgesim serve' in-process with the given flags (ports must be given;
 // xmpp, sip and metrics default to free ones) and shuts it down at the end of the test.
 func startServerArgs(t *testing.T, args ...string) *server {
