@@ -59,6 +59,9 @@ type RunConfig struct {
 	// rewritten in place with \r each second; without it a full line is written every 10 s.
 	Progress    io.Writer
 	ProgressTTY bool
+	// Offset delays every intended start of the open model: shard I of N of a run at rate R
+	// starts at I/R, so the shards' logins interleave evenly.
+	Offset time.Duration
 	// ProgressEvery is how often a plain (not TTY) line is written; default 10 s.
 	ProgressEvery time.Duration
 	// Registerer receives the driver's metrics (nil: none); see metrics.go.
@@ -215,7 +218,7 @@ func (r *Runner) scheduleOpen(ctx, loginCtx context.Context, start time.Time, de
 		}
 	}()
 	for i := int64(0); r.cfg.Count == 0 || i < r.cfg.Count; i++ {
-		offset := time.Duration(float64(i) * float64(time.Second) / r.cfg.Rate)
+		offset := r.due(i)
 		if r.cfg.Duration > 0 && offset >= r.cfg.Duration {
 			return
 		}
@@ -275,13 +278,18 @@ func (r *Runner) acquire(ctx context.Context, slots chan struct{}, deadline <-ch
 	}
 }
 
+// due is when login i is meant to start, from the start of the run (open model).
+func (r *Runner) due(i int64) time.Duration {
+	return r.cfg.Offset + time.Duration(float64(i)*float64(time.Second)/r.cfg.Rate)
+}
+
 // neverStarted counts the logins from i on that were due (all of those within Duration, or
 // only those due by now when the run was cancelled) but never got a slot: requested, failed as
 // ClassCanceled, their latency the time they waited.
 func (r *Runner) neverStarted(start time.Time, i int64, canceled bool) {
 	now := time.Now()
 	for ; r.cfg.Count == 0 || i < r.cfg.Count; i++ {
-		offset := time.Duration(float64(i) * float64(time.Second) / r.cfg.Rate)
+		offset := r.due(i)
 		intended := start.Add(offset)
 		if r.cfg.Duration > 0 && offset >= r.cfg.Duration || intended.After(now) {
 			return

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +14,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +41,7 @@ type loadOptions struct {
 	resume                 bool
 	out, html, metricsAddr string
 	progress               string
+	shard, loginsOut       string
 }
 
 func (o *loadOptions) register(fs *flagSet) {
@@ -56,6 +61,8 @@ func (o *loadOptions) register(fs *flagSet) {
 	fs.StringVar(&o.out, "out", "", "write the results as JSON to `FILE` ('edgesim report' reads and merges them)")
 	fs.StringVar(&o.html, "html", "", "write the HTML report to `FILE`")
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "", "serve the driver's Prometheus metrics on `HOST:PORT` during the run")
+	fs.StringVar(&o.shard, "shard", "", "run shard `I/N` of a run split over N drivers: users I, I+N, …, and an N-th of --rate, --count and --concurrency; merge the shards' --out files with 'edgesim report'")
+	fs.StringVar(&o.loginsOut, "logins-out", "", "write one JSON line per login to `FILE`: user, intended start, ms, ok, failed step and class")
 	fs.StringVar(&o.progress, "progress", "auto", "live progress on stderr: auto (each second on a terminal, every 10 s otherwise), on, off")
 }
 
@@ -243,21 +250,112 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 	if o.progress != "off" {
 		progress = stderr
 	}
+	// A shard takes its part of the users, the rate, the count and the concurrency; its logins
+	// are due between the other shards' (shard I starts I/R later).
+	rate, count, concurrency, offset := o.rate, o.count, o.concurrency, time.Duration(0)
+	shardName := ""
+	if o.shard != "" {
+		sh, err := driver.ParseShard(o.shard)
+		if err != nil {
+			return nil, usagef("--shard: %v", err)
+		}
+		all := users.Len()
+		if users = sh.Users(users); users == nil {
+			return nil, usagef("--shard %s: there are only %d users, so this shard has none", sh, all)
+		}
+		rate /= float64(sh.N)
+		count = sh.Count(count)
+		if o.count > 0 && count == 0 {
+			return nil, usagef("--shard %s: --count %d leaves this shard no logins", sh, o.count)
+		}
+		if concurrency > 0 {
+			concurrency = max((concurrency+sh.N-1-sh.I)/sh.N, 1)
+		}
+		if o.rate > 0 {
+			offset = time.Duration(float64(sh.I) * float64(time.Second) / o.rate)
+		}
+		shardName = sh.String()
+	}
+	login := driver.LoginFunc(client.Login)
+	var lw *loginWriter
+	if o.loginsOut != "" {
+		f, err := os.Create(o.loginsOut)
+		if err != nil {
+			return nil, usagef("--logins-out: %v", err)
+		}
+		lw = &loginWriter{f: f, w: bufio.NewWriter(f)}
+		defer lw.close()
+		login = lw.wrap(login)
+	}
 	r, err := driver.NewRunner(driver.RunConfig{
-		Login: client.Login, Users: users,
-		Rate: o.rate, Concurrency: o.concurrency, Duration: o.duration, Count: o.count,
+		Login: login, Users: users,
+		Rate: rate, Concurrency: concurrency, Duration: o.duration, Count: count, Offset: offset,
 		MaxInFlight: o.maxInFlight, Drain: o.drain, Resume: o.resume, Steps: client.Steps(),
 		Progress: progress, ProgressTTY: progressTTY, ProgressEvery: every, Registerer: reg,
 		Settings: driver.Settings{
-			Command: command, Model: model, Rate: o.rate, Concurrency: o.concurrency,
-			Duration: o.duration.Seconds(), Count: o.count, Steps: client.Steps(), Resume: o.resume,
-			Users: users.Len(), Source: source, DNS: o.client.dns,
+			Command: command, Model: model, Rate: rate, Concurrency: concurrency,
+			Duration: o.duration.Seconds(), Count: count, Steps: client.Steps(), Resume: o.resume,
+			Users: users.Len(), Source: source, DNS: o.client.dns, Shard: shardName,
 		},
 	})
 	if err != nil {
 		return nil, usagef("%v", err)
 	}
-	return r.Run(ctx)
+	res, err := r.Run(ctx)
+	if lw != nil {
+		if cerr := lw.close(); cerr != nil && err == nil {
+			err = fmt.Errorf("--logins-out %s: %w", o.loginsOut, cerr)
+		}
+	}
+	return res, err
+}
+
+// loginWriter writes one JSON line per finished login (--logins-out): which user, when it was
+// meant to start, how long it took and how it ended.
+type loginWriter struct {
+	mu     sync.Mutex
+	f      *os.File
+	w      *bufio.Writer
+	err    error
+	closed bool
+}
+
+type loginLine struct {
+	User    string       `json:"user"`
+	Start   time.Time    `json:"start"`
+	Elapsed float64      `json:"ms"`
+	OK      bool         `json:"ok"`
+	Failed  driver.Step  `json:"failed,omitempty"`
+	Class   driver.Class `json:"class,omitempty"`
+}
+
+func (lw *loginWriter) wrap(login driver.LoginFunc) driver.LoginFunc {
+	return func(ctx context.Context, user string, s tls.ClientSessionCache) *driver.Trace {
+		tr := login(ctx, user, s)
+		b, _ := json.Marshal(loginLine{User: user, Start: tr.Start, Elapsed: float64(tr.Elapsed) / 1e6, OK: tr.OK, Failed: tr.Failed, Class: tr.Class})
+		lw.mu.Lock()
+		if lw.err == nil && !lw.closed {
+			_, lw.err = lw.w.Write(append(b, '\n'))
+		}
+		lw.mu.Unlock()
+		return tr
+	}
+}
+
+// close flushes and closes the file once and returns the first error.
+func (lw *loginWriter) close() error {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	if !lw.closed {
+		lw.closed = true
+		if lw.err == nil {
+			lw.err = lw.w.Flush()
+		}
+		if err := lw.f.Close(); lw.err == nil {
+			lw.err = err
+		}
+	}
+	return lw.err
 }
 
 // finishLoad prints the summary to stdout, writes the files asked for and says where on notes.

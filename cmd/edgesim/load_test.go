@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -303,4 +304,101 @@ func metricSum(body, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// Three driver processes, each a shard of one run, against one simulator: the merged report's
+// totals and histogram counts are the sums of the shards', and no user logged in twice.
+func TestLoadShards(t *testing.T) {
+	s := testServer(t)
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.txt")
+	var list []string
+	for _, d := range []string{"example.com", "example.net"} {
+		for _, u := range []string{"bob", "alice", "ivan"} {
+			list = append(list, u+"@"+d)
+		}
+	}
+	// Users the built-in tenants know: bob and alice at example.com, ivan at example.net; the
+	// others are refused (unauthorized), which makes the error counts non-trivial.
+	if err := os.WriteFile(users, []byte(strings.Join(list, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const shards = 3
+	type shardRun struct {
+		cmd    *exec.Cmd
+		out    string
+		logins string
+		stderr bytes.Buffer
+	}
+	runs := make([]*shardRun, shards)
+	for i := range runs {
+		r := &shardRun{out: filepath.Join(dir, fmt.Sprintf("shard-%d.json", i)), logins: filepath.Join(dir, fmt.Sprintf("logins-%d.jsonl", i))}
+		r.cmd = exec.Command(os.Args[0], "load", "--dns", s.dns.Addr(), "--ca", s.certs.Load().CAFile, "--users-file", users,
+			"--rate", "60", "--count", "6", "--shard", fmt.Sprintf("%d/%d", i, shards), "--progress", "off",
+			"--out", r.out, "--logins-out", r.logins)
+		r.cmd.Env = append(os.Environ(), benchChildEnv+"=1")
+		r.cmd.Stderr = &r.stderr
+		if err := r.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		runs[i] = r
+	}
+	var sum driver.Totals
+	var histSum int64
+	seen := map[string]int{}
+	files := []string{"report"}
+	for i, r := range runs {
+		if err := r.cmd.Wait(); err != nil {
+			t.Fatalf("shard %d: %v\n%s", i, err, r.stderr.String())
+		}
+		res := readResults(t, r.out)
+		if res.Settings.Shard != fmt.Sprintf("%d/%d", i, shards) || res.Totals.Requested != 2 {
+			t.Errorf("shard %d: settings shard %q, %d logins, want 2", i, res.Settings.Shard, res.Totals.Requested)
+		}
+		sum.Requested += res.Totals.Requested
+		sum.Completed += res.Totals.Completed
+		sum.Succeeded += res.Totals.Succeeded
+		sum.Failed += res.Totals.Failed
+		h, err := driver.DecodeHistogram(stepStats(res, driver.StepLogin).Histogram)
+		if err != nil {
+			t.Fatal(err)
+		}
+		histSum += h.TotalCount()
+		b, err := os.ReadFile(r.logins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var l struct{ User string }
+			if err := json.Unmarshal([]byte(line), &l); err != nil {
+				t.Fatalf("shard %d: --logins-out line %q: %v", i, line, err)
+			}
+			seen[l.User]++
+		}
+		files = append(files, r.out)
+	}
+	if len(seen) != len(list) {
+		t.Errorf("%d distinct users logged in, want all %d: %v", len(seen), len(list), seen)
+	}
+	for u, n := range seen {
+		if n != 1 {
+			t.Errorf("%s logged in %d times across the shards", u, n)
+		}
+	}
+	merged := filepath.Join(dir, "merged.json")
+	var stdout, stderr bytes.Buffer
+	if code := run(append(files, "--out", merged), &stdout, &stderr); code != exitOK {
+		t.Fatalf("report: exit %d\n%s", code, stderr.String())
+	}
+	m := readResults(t, merged)
+	if m.Totals != sum || m.Shards != shards || m.Settings.Rate != 60 {
+		t.Errorf("merged totals %+v (shards %d, rate %g), want %+v from %d shards at 60/s", m.Totals, m.Shards, m.Settings.Rate, sum, shards)
+	}
+	h, _ := driver.DecodeHistogram(stepStats(m, driver.StepLogin).Histogram)
+	if h.TotalCount() != histSum || histSum != 6 {
+		t.Errorf("merged login histogram holds %d values, the shards %d, want 6", h.TotalCount(), histSum)
+	}
+	if m.Totals.Failed != 3 || m.Errors[driver.ClassUnauthorized] != 3 {
+		t.Errorf("merged: %d failed, errors %v; want the 3 unknown users refused", m.Totals.Failed, m.Errors)
+	}
 }
