@@ -82,7 +82,7 @@ func (s *server) newACME(o acmeOptions, storage certmagic.Storage, dm **domains.
 				s.log.Warn("acme certificate not deployed", zap.String("domain", d), zap.Error(err))
 			}
 		},
-		Logger: s.log.Named("acme"), Registerer: s.reg,
+		Logger: s.log, Registerer: s.reg, // the acme package names its logger
 	})
 	if err != nil {
 		return nil, usagef("--acme-ca: %v", err)

@@ -19,10 +19,13 @@ import (
 	"io"
 	"io/fs"
 	"math/big"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -89,9 +92,15 @@ func (s *server) startDomains(o serveOptions, certs *tenant.Result) error {
 	if s.acme != nil {
 		acmeCtl = acmeAdapter{s.acme}
 	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	roots.AddCert(certs.CA)
 	m, err = domains.New(domains.Config{
 		Storage: storage,
 		ACME:    acmeCtl,
+		Roots:   roots,
 		HostsFor: func(d string) []string {
 			p := dir.Provider()
 			if t, ok := dir.Lookup(d); ok {
@@ -119,8 +128,8 @@ func (s *server) startDomains(o serveOptions, certs *tenant.Result) error {
 	if a == nil {
 		return nil
 	}
-	h := m.Handler()
 	ip := a.ln.Addr().(*net.TCPAddr).IP
+	h := browserGuard(m.Handler(), ip.IsLoopback() && !o.adminSecureLoopback)
 	if !ip.IsLoopback() || o.adminSecureLoopback {
 		a.secure = true
 		a.caFile = certs.CAFile
@@ -241,6 +250,45 @@ func loadOrMakeToken(path string) (string, error) {
 
 // requireToken lets a request through only with "Authorization: Bearer <token>"; the health
 // check needs none. Tokens are compared by their SHA-256 in constant time.
+// browserGuard keeps web pages away from the API: a request carrying another site's Origin is
+// refused (a page in the operator's browser could otherwise change domains with a plain POST),
+// a change must come as JSON or PEM (types a page cannot send cross-site without asking), and
+// an API bound to loopback answers only to loopback names (no DNS rebinding).
+func browserGuard(next http.Handler, loopback bool) http.Handler {
+	refuse := func(w http.ResponseWriter, status int, msg string) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(domains.APIError{Error: msg, Status: status})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if u, err := url.Parse(origin); err != nil || !strings.EqualFold(u.Host, r.Host) {
+				refuse(w, http.StatusForbidden, "requests from web pages of other sites are refused (Origin "+origin+"): use 'edgesim domains' or curl")
+				return
+			}
+		}
+		if loopback {
+			host, _, err := net.SplitHostPort(r.Host)
+			if err != nil {
+				host = r.Host
+			}
+			if ip := net.ParseIP(strings.Trim(host, "[]")); !(host == "localhost" || ip != nil && ip.IsLoopback()) {
+				refuse(w, http.StatusMisdirectedRequest, "this admin API answers only requests addressed to its loopback address, not to "+r.Host)
+				return
+			}
+		}
+		switch r.Method {
+		case http.MethodPost, http.MethodPut, http.MethodPatch:
+			ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+			if r.ContentLength != 0 && ct != "application/json" && ct != "application/x-pem-file" {
+				refuse(w, http.StatusUnsupportedMediaType, "send the request body as application/json (or a PEM certificate as application/x-pem-file), not "+strconv.Quote(ct))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func requireToken(token, file string, next http.Handler) http.Handler {
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -248,7 +296,8 @@ func requireToken(token, file string, next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, got, ok := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+		ok = ok && strings.EqualFold(scheme, "Bearer") // auth schemes are case-insensitive (RFC 9110)
 		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
 		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 			msg := fmt.Sprintf("this admin API is reachable beyond loopback, so it needs its bearer token: send 'Authorization: Bearer <token>' with the token in %s (edgesim domains --token %s)", file, file)

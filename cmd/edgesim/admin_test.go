@@ -191,3 +191,51 @@ func TestAdminAddrTaken(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 }
+
+// Web pages cannot drive the API: another site's Origin, a form's content type and a name that
+// is not loopback (DNS rebinding) are refused; the CLI's requests pass.
+func TestAdminBrowserGuard(t *testing.T) {
+	s := testServer(t, "--admin-addr", "127.0.0.1:0")
+	base := s.admin.url()
+	do := func(method, path, ctype, origin, host, body string) int {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	body := `{"domain":"guard.example"}`
+	for _, c := range []struct {
+		name                string
+		ctype, origin, host string
+		want                int
+	}{
+		{"form post", "text/plain", "", "", http.StatusUnsupportedMediaType},
+		{"urlencoded", "application/x-www-form-urlencoded", "", "", http.StatusUnsupportedMediaType},
+		{"other site", "application/json", "http://evil.example", "", http.StatusForbidden},
+		{"rebinding", "application/json", "", "evil.example:9180", http.StatusMisdirectedRequest},
+		{"the CLI's way", "application/json", "", "", http.StatusCreated},
+	} {
+		if got := do("POST", "", c.ctype, c.origin, c.host, body); got != c.want {
+			t.Errorf("%s: status %d, want %d", c.name, got, c.want)
+		}
+	}
+	if got := do("GET", "", "", "", "localhost:1", ""); got != http.StatusOK {
+		t.Errorf("GET with Host localhost: %d", got)
+	}
+}

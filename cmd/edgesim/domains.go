@@ -184,6 +184,9 @@ func runDomains(args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return usagef("--key: %v", err)
 			}
+			if len(strings.TrimSpace(string(key))) == 0 {
+				return usagef("--key %s is empty: give the PEM file of the certificate's private key", f.keyFile)
+			}
 			body["key"] = string(key)
 		}
 		var d domains.Details

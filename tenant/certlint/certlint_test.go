@@ -262,7 +262,15 @@ func TestLint(t *testing.T) {
 		{
 			name:  "expires within 30 days",
 			chain: chained(with(func(s *spec) { s.notAfter = testNow.Add(10*day + time.Hour) })),
-			want:  map[string]expect{RuleValidity: bad("expires on 2026-06-11, in 10 days (less than 30 left: renew it)"), RuleChain: ok()},
+			want:  map[string]expect{RuleValidity: ok("expires on 2026-06-11, in 10 days: renew it soon"), RuleChain: ok()},
+		},
+		{
+			name: "intermediate first",
+			chain: func(t testing.TB, p testPKI) []*x509.Certificate {
+				c := chained(spec{})(t, p)
+				return []*x509.Certificate{c[1], c[0]}
+			},
+			want: map[string]expect{RuleChain: bad("starts with a CA certificate", "put the server certificate first")},
 		},
 		{
 			name: "expired intermediate",

@@ -316,10 +316,11 @@ func checkKey(leaf *x509.Certificate) Rule {
 	return fail(RuleKey, "%s key is not supported: use RSA 2048 or more", leaf.PublicKeyAlgorithm)
 }
 
-// checkValidity is RuleValidity over every certificate in the chain: not yet valid, expired, or
-// expiring within 30 days fails and says the dates.
+// checkValidity is RuleValidity over every certificate in the chain: not yet valid or expired
+// fails and says the dates; expiring within 30 days passes with a note (ACME certificates spend
+// their last third like that, and work until the end).
 func checkValidity(chain []*x509.Certificate, now time.Time) Rule {
-	var problems []string
+	var problems, notes []string
 	for i, c := range chain {
 		if c == nil {
 			continue
@@ -334,20 +335,27 @@ func checkValidity(chain []*x509.Certificate, now time.Time) Rule {
 		case left < 0:
 			problems = append(problems, fmt.Sprintf("%s expired on %s, %s ago", what, day(c.NotAfter), nDays(days(-left))))
 		case left < expiryWarning:
-			problems = append(problems, fmt.Sprintf("%s expires on %s, in %s (less than 30 left: renew it)", what, day(c.NotAfter), nDays(days(left))))
+			notes = append(notes, fmt.Sprintf("%s expires on %s, in %s: renew it soon", what, day(c.NotAfter), nDays(days(left))))
 		}
 	}
 	if len(problems) > 0 {
 		return fail(RuleValidity, "%s", strings.Join(problems, "; "))
 	}
 	leaf := chain[0]
-	return pass(RuleValidity, "valid from %s until %s (%s left)", day(leaf.NotBefore), day(leaf.NotAfter), nDays(days(leaf.NotAfter.Sub(now))))
+	r := pass(RuleValidity, "valid from %s until %s (%s left)", day(leaf.NotBefore), day(leaf.NotAfter), nDays(days(leaf.NotAfter.Sub(now))))
+	if len(notes) > 0 {
+		r.Reason += "; note: " + strings.Join(notes, "; ")
+	}
+	return r
 }
 
 // checkChain is RuleChain: the leaf verifies, at o.Now, to o.Roots (the system's when nil)
 // through the file's other certificates. Key usage is RuleEKU's business, not this rule's.
 func checkChain(chain []*x509.Certificate, o Options) Rule {
 	leaf := chain[0]
+	if leaf.BasicConstraintsValid && leaf.IsCA && len(chain) > 1 {
+		return fail(RuleChain, "the file starts with a CA certificate (%s): put the server certificate first, then its intermediates", subjectName(leaf))
+	}
 	opts := x509.VerifyOptions{
 		Roots:         o.Roots,
 		Intermediates: x509.NewCertPool(),

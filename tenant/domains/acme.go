@@ -72,7 +72,7 @@ func (m *Manager) EnableACME(ctx context.Context, domain string) (ACMEStatus, er
 	switch {
 	case err != nil:
 	case m.cfg.ACME == nil:
-		err = fail(ErrNoACME, "ACME is not configured on this edge; upload a certificate for %s instead (make a CSR, have it signed, upload it)", e.domain)
+		err = fail(ErrNoACME, "ACME is not configured on this edge (start 'edgesim serve' with --acme-ca URL); or upload a certificate for %s instead (make a CSR, have it signed, upload it)", e.domain)
 	case e.acme:
 		st := m.acmeStatus(e)
 		m.mu.Unlock()

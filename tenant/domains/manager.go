@@ -49,6 +49,9 @@ type Config struct {
 	ACME ACME
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Roots, when set, are the roots clients trust (the edge's local CA and the system's): a
+	// certificate that does not verify to them is accepted with a warning saying so.
+	Roots *x509.CertPool
 	// Logger gets one line per change and per problem found by Load; default: none.
 	Logger *zap.Logger
 }
@@ -59,6 +62,9 @@ type Manager struct {
 	log     *zap.Logger
 	mu      sync.Mutex
 	domains map[string]*entry
+	// broken are stored domains Load could not read: their files are kept untouched, and Add
+	// refuses them, so a damaged domain.json never costs a good certificate and key.
+	broken map[string]error
 }
 
 // entry is one domain's state.
@@ -222,6 +228,9 @@ func (m *Manager) Add(ctx context.Context, domain string) (Info, error) {
 	defer m.mu.Unlock()
 	if _, ok := m.domains[d]; ok {
 		return Info{}, fail(ErrExists, "domain %s is already added; delete it first to start over", d)
+	}
+	if err, ok := m.broken[d]; ok {
+		return Info{}, fail(ErrExists, "domain %s has stored files that could not be read at start (%v): repair or remove them under the data directory's certmagic/%s folder, then restart; adding it again would delete its certificate and key", d, err, prefix(d))
 	}
 	e := &entry{domain: d, added: m.cfg.Now().UTC()}
 	// Leftovers of an interrupted delete must not come back with the new domain.

@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
@@ -8,7 +9,9 @@ import (
 	"encoding/asn1"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"github.com/caddyserver/certmagic"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -250,6 +253,13 @@ func TestLoadRepairs(t *testing.T) {
 			t.Errorf("%s left behind", k)
 		}
 	}
+	// Adding the damaged domain again is refused: it would delete what is stored for it.
+	if _, err := e2.m.Add(ctx, "corrupt.example"); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "could not be read") {
+		t.Fatalf("re-adding a damaged domain: %v", err)
+	}
+	if !e2.store.Exists(ctx, metaKey("corrupt.example")) {
+		t.Fatal("the damaged domain's files were removed")
+	}
 	// a third start finds nothing more to repair, and the same state
 	e3 := newEnv(t, e.dir, nil)
 	if strings.Contains(e3.logs.String(), "repairing") || strings.Contains(e3.logs.String(), "finishing") {
@@ -374,5 +384,31 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if n := len(e.m.List()); n != 4 || len(e.sni.hosts()) != 4 {
 		t.Fatalf("%d domains, %d hosts left; want 4 and 4", n, len(e.sni.hosts()))
+	}
+}
+
+// With the roots clients trust configured, a self-signed upload and a chain without its
+// intermediate are accepted with a warning saying clients will refuse them.
+func TestTrustWarnings(t *testing.T) {
+	ca := newTestCA(t)
+	other := newTestCA(t)
+	m, err := New(Config{Storage: &certmagic.FileStorage{Path: t.TempDir()}, HostsFor: testHosts, Roots: ca.pool()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if _, err := m.Add(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	good, goodKey := ca.issue(t, []string{"mra.example.com", "example.com"}, nil)
+	d, err := m.Upload(ctx, "example.com", good, goodKey)
+	if err != nil || len(d.Warnings) != 0 {
+		t.Fatalf("a certificate from a trusted CA: %v, warnings %v", err, d.Warnings)
+	}
+	foreign, foreignKey := other.issue(t, []string{"mra.example.com", "example.com"}, nil)
+	leafOnly := foreign[:bytes.Index(foreign, []byte("-----END CERTIFICATE-----"))+len("-----END CERTIFICATE-----\n")]
+	d, err = m.Upload(ctx, "example.com", leafOnly, foreignKey)
+	if err != nil || !strings.Contains(strings.Join(d.Warnings, " "), "will not trust the chain") {
+		t.Fatalf("a chain to an unknown root: %v, warnings %v", err, d.Warnings)
 	}
 }

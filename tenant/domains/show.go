@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -9,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/asn1"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -114,7 +116,7 @@ func (m *Manager) details(e *entry, c *tls.Certificate, src string) Details {
 		}
 		d.Chain = append(d.Chain, ChainCert{Subject: cc.Subject.String(), Issuer: cc.Issuer.String(), NotAfter: cc.NotAfter.UTC()})
 	}
-	d.Warnings = m.warnings(e.domain, l, d.Hosts)
+	d.Warnings = append(m.warnings(e.domain, l, d.Hosts), m.trustWarnings(c)...)
 	return d
 }
 
@@ -139,6 +141,38 @@ func (m *Manager) warnings(domain string, l *x509.Certificate, hosts []string) [
 	}
 	if k, ok := l.PublicKey.(*rsa.PublicKey); ok && k.N.BitLen() < 2048 {
 		w = append(w, weakKeyWarning)
+	}
+	return w
+}
+
+// trustWarnings says when clients trusting Config.Roots would refuse the chain, and when less
+// than a third of its lifetime is left.
+func (m *Manager) trustWarnings(c *tls.Certificate) []string {
+	var w []string
+	l, now := c.Leaf, m.cfg.Now()
+	// Renewal is due when a third of the lifetime is left (as ACME clients do it).
+	if left := l.NotAfter.Sub(now); left > 0 && left < l.NotAfter.Sub(l.NotBefore)/3 {
+		w = append(w, fmt.Sprintf("the certificate expires on %s, in %s: renew it soon", l.NotAfter.UTC().Format(time.DateTime), left.Round(time.Hour)))
+	}
+	if m.cfg.Roots == nil {
+		return w
+	}
+	opts := x509.VerifyOptions{Roots: m.cfg.Roots, Intermediates: x509.NewCertPool(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	for _, der := range c.Certificate[1:] {
+		if ic, err := x509.ParseCertificate(der); err == nil {
+			opts.Intermediates.AddCert(ic)
+		}
+	}
+	if _, err := l.Verify(opts); err != nil {
+		var ua x509.UnknownAuthorityError
+		switch {
+		case errors.As(err, &ua) && bytes.Equal(l.RawIssuer, l.RawSubject):
+			w = append(w, "the certificate is self-signed: clients will refuse it unless they trust it as a root")
+		case errors.As(err, &ua):
+			w = append(w, fmt.Sprintf("clients will not trust the chain: %s's issuer %q is neither in the upload nor a known root; upload the intermediate certificates after it", l.Subject.CommonName, l.Issuer.String()))
+		default:
+			w = append(w, "clients may refuse the chain: "+err.Error())
+		}
 	}
 	return w
 }

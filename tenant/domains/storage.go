@@ -130,6 +130,10 @@ func (m *Manager) Load(ctx context.Context) error {
 		e, err := m.loadOne(ctx, d)
 		if err != nil {
 			m.log.Error("skipping a stored domain", zap.String("domain", d), zap.Error(err))
+			if m.broken == nil {
+				m.broken = map[string]error{}
+			}
+			m.broken[d] = err
 			continue
 		}
 		if e == nil {

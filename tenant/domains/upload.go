@@ -194,6 +194,7 @@ func parseUpload(certPEM, keyPEM []byte) (*upload, error) {
 // parseKey decodes an uploaded private key: PKCS#8, PKCS#1 or SEC 1, unencrypted.
 func parseKey(data []byte) (crypto.Signer, error) {
 	var sawCert, sawPEM bool
+	var found crypto.Signer
 	for {
 		var b *pem.Block
 		if b, data = pem.Decode(data); b == nil {
@@ -224,11 +225,17 @@ func parseKey(data []byte) (crypto.Signer, error) {
 		}
 		switch k := key.(type) {
 		case *rsa.PrivateKey, *ecdsa.PrivateKey, ed25519.PrivateKey:
-			return k.(crypto.Signer), nil
+			if found != nil {
+				return nil, fail(ErrBadKey, "the key file holds more than one private key; upload only the certificate's own")
+			}
+			found = k.(crypto.Signer)
+			continue
 		}
 		return nil, fail(ErrBadKey, "the key is of a kind edgesim cannot serve; use RSA, ECDSA or Ed25519")
 	}
 	switch {
+	case found != nil:
+		return found, nil
 	case sawCert:
 		return nil, fail(ErrBadKey, "the key holds a certificate, not a private key; are the certificate and key swapped?")
 	case sawPEM:
