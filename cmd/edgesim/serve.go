@@ -28,6 +28,7 @@ import (
 	"github.com/edgesim/edgesim/proxy"
 	"github.com/edgesim/edgesim/sni"
 	"github.com/edgesim/edgesim/tenant"
+	"github.com/edgesim/edgesim/tenant/certdir"
 	"github.com/edgesim/edgesim/tenant/domains"
 )
 
@@ -50,6 +51,9 @@ type serveOptions struct {
 	logFormat, logLevel                        string
 	adminAddr, adminTokenFile                  string
 	acme                                       acmeOptions
+	ticketKeys                                 string
+	certDir                                    string
+	certDirPoll                                time.Duration
 	dir                                        tenant.Directory // set by demo: tenants built in code
 	adminSecureLoopback                        bool             // set by tests: TLS and a token on loopback too
 }
@@ -77,6 +81,9 @@ func (o *serveOptions) register(fs *flagSet) {
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&o.adminAddr, "admin-addr", defaultAdminAddr, "admin API `HOST:PORT` for domain certificates ('edgesim domains'); on loopback plain HTTP without a token, beyond it HTTPS and a bearer token ('' disables)")
 	o.acme.register(fs)
+	fs.StringVar(&o.ticketKeys, "session-ticket-keys", "", ticketKeysHelp)
+	fs.StringVar(&o.certDir, "cert-dir", "", "serve certificates from `DIR`/<name>/tls.crt and tls.key (mounted Kubernetes TLS Secrets) for every DNS name in their SANs: over the provisioned ones, under API domains; reloaded on change")
+	fs.DurationVar(&o.certDirPoll, "cert-dir-poll", certdir.DefaultPoll, "how often --cert-dir is read again for changes")
 	fs.StringVar(&o.adminTokenFile, "admin-token-file", "", "bearer token `FILE` for the admin API when bound beyond loopback; made on first use (default DIR/"+adminTokenName+" in --data)")
 }
 
@@ -133,6 +140,7 @@ type server struct {
 	admin    *adminServer     // nil when --admin-addr is ''
 	domains  *domains.Manager // domain certificates added through the admin API
 	acme     *acme.Manager    // nil without --acme-ca
+	certDir  *certDirSource   // nil without --cert-dir
 	// challenges hold pending ACME validations: TXT records for the DNS, TLS-ALPN-01
 	// certificates for the HTTPS listener.
 	challenges *acme.Challenges
@@ -171,6 +179,12 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	if err != nil {
 		return nil, err
 	}
+	var ticketKeys [][32]byte
+	if o.ticketKeys != "" {
+		if ticketKeys, err = loadTicketKeys(o.ticketKeys); err != nil {
+			return nil, err
+		}
+	}
 	keyType, err := tenant.ParseKeyType(o.keyType)
 	if err != nil {
 		return nil, usagef("--key-type: %v", err)
@@ -191,7 +205,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	s.edge, err = proxy.New(proxy.Config{
 		HTTPSAddr: o.httpsAddr, XMPPAddr: o.xmppAddr, SIPAddr: o.sipAddr,
 		GetCertificate: s.store.GetCertificate, Tenants: dir, ACMEChallenge: s.challenges.ALPNCertificate,
-		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion,
+		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion, SessionTicketKeys: ticketKeys,
 		HandshakeTimeout: o.handshakeTimeout, IdleTimeout: o.idleTimeout, MaxConns: o.maxConns,
 		Logger: log, Registerer: reg,
 	})
@@ -259,6 +273,10 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 	if err = s.startDomains(o, certs); err != nil {
 		return s, err
 	}
+	// Certificates from --cert-dir replace the provisioned ones, under the API's.
+	if err = s.startCertDir(o); err != nil {
+		return s, err
+	}
 
 	s.edge.Start()
 	if s.metricLn != nil {
@@ -289,6 +307,9 @@ func (s *server) shutdown(ctx context.Context) error {
 	}
 	if s.acme != nil {
 		s.acme.Stop()
+	}
+	if s.certDir != nil {
+		s.certDir.stop()
 	}
 	if s.edge != nil {
 		if err := s.edge.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
