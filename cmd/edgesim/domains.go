@@ -352,9 +352,15 @@ func (c *adminClient) list(stdout io.Writer) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "DOMAIN\tSOURCE\tNOT AFTER\tISSUER\tCSR\tACME\tHOSTS")
+	fmt.Fprintln(tw, "DOMAIN\tSOURCE\tSUBJECT\tSANS\tISSUER\tNOT AFTER\tCSR\tACME\tHOSTS")
 	for _, in := range l.Domains {
-		notAfter, issuer, csr := "-", "-", "-"
+		notAfter, issuer, csr, subject, sans := "-", "-", "-", "-", "-"
+		if in.Subject != "" {
+			subject = in.Subject
+		}
+		if len(in.SANs) > 0 {
+			sans = strings.Join(in.SANs, ",")
+		}
 		if !in.NotAfter.IsZero() {
 			notAfter = in.NotAfter.Format(time.DateOnly)
 			if in.Expired {
@@ -367,7 +373,7 @@ func (c *adminClient) list(stdout io.Writer) error {
 		if in.CSRPending {
 			csr = "pending"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Domain, in.Source, notAfter, issuer, csr, in.ACME.State, strings.Join(in.Hosts, ","))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", in.Domain, in.Source, subject, sans, issuer, notAfter, csr, in.ACME.State, strings.Join(in.Hosts, ","))
 	}
 	return tw.Flush()
 }
