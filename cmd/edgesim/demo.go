@@ -40,7 +40,8 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	case o.rate <= 0 || o.duration <= 0:
 		return usagef("--rate and --duration must be positive")
 	}
-	ctx := interruptible(stderr, "finishing the demo early")
+	ctx, stop := interruptible(stderr, "finishing the demo early")
+	defer stop()
 	begin := time.Now()
 
 	// 1. The simulated Expressway-E, every listener on a free loopback port.

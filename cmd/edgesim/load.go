@@ -155,7 +155,8 @@ func runLoad(args []string, stdout, stderr io.Writer) error {
 			return usagef("cannot write %s: its folder %s does not exist", f, filepath.Dir(f))
 		}
 	}
-	ctx := interruptible(stderr, fmt.Sprintf("no new logins; waiting up to %v (--drain) for those in flight, then writing the results", o.drain))
+	ctx, stop := interruptible(stderr, fmt.Sprintf("no new logins; waiting up to %v (--drain) for those in flight, then writing the results", o.drain))
+	defer stop()
 	res, err := o.run(ctx, "edgesim load "+strings.Join(args, " "), stderr)
 	if err != nil {
 		return err
@@ -382,19 +383,24 @@ func finishLoad(res *driver.Results, out, html string, stdout, notes io.Writer) 
 }
 
 // interruptible returns a context cancelled by the first SIGINT or SIGTERM, which prints
-// "stopping: <what>"; a second one ends the process at once (Go's default for the signal). The
-// context lives as long as the process.
-func interruptible(stderr io.Writer, what string) context.Context {
+// "stopping: <what>"; a second one ends the process at once (Go's default for the signal).
+// stop ends the watch (and the context).
+func interruptible(stderr io.Writer, what string) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 1)
+	done := make(chan struct{})
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	go func() {
-		<-sigs
+		select {
+		case <-sigs:
+			fmt.Fprintf(stderr, "\nstopping: %s. Ctrl-C again quits without them.\n", what)
+		case <-done:
+		}
 		signal.Stop(sigs)
-		fmt.Fprintf(stderr, "\nstopping: %s. Ctrl-C again quits without them.\n", what)
 		cancel()
 	}()
-	return ctx
+	var once sync.Once
+	return ctx, func() { once.Do(func() { close(done) }) }
 }
 
 // isTerminal reports whether w is a character device (a terminal).

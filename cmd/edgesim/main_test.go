@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"runtime"
@@ -12,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"go.uber.org/goleak"
 )
 
 // The test binary doubles as 'edgesim serve' for BenchmarkHandshake and as the bare Go TLS
@@ -37,7 +40,7 @@ const (
 func TestMain(m *testing.M) {
 	switch mode := os.Getenv(benchChildEnv); mode {
 	case "":
-		os.Exit(m.Run())
+		os.Exit(runTestsCheckingLeaks(m))
 	case benchChildEdgesim:
 		os.Exit(runBenchChild(os.Args[1:], run))
 	case benchChildBareGo:
@@ -46,6 +49,32 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "%s=%q: want %q (edgesim) or %q\n", benchChildEnv, mode, benchChildEdgesim, benchChildBareGo)
 		os.Exit(exitFail)
 	}
+}
+
+// runTestsCheckingLeaks runs the tests, then (when they passed) fails the run if goroutines
+// are left behind: every server a test starts is shut down by its cleanup, so whatever edgesim
+// goroutine remains was not stopped by shutdown. Only third-party goroutines that outlive their
+// users by design are ignored, each for the reason given.
+func runTestsCheckingLeaks(m *testing.M) int {
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	// Keep-alive connections of the default client (http.Get in tests) hold a read and a write
+	// goroutine each until they idle out.
+	http.DefaultClient.CloseIdleConnections()
+	if err := goleak.Find(leakIgnores...); err != nil {
+		fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests: %v\n", err)
+		return exitFail
+	}
+	return code
+}
+
+// leakIgnores are the goroutines of libraries that outlive the tests by design.
+var leakIgnores = []goleak.Option{
+	// Pebble's validation authority (acme/pebbletest, the ACME tests' CA) starts a task loop in
+	// va.New that ranges over a channel Pebble never closes: Pebble has no way to stop it.
+	goleak.IgnoreTopFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"),
 }
 
 // runBenchChild is the child process of BenchmarkHandshake (run is edgesim's) or of

@@ -166,7 +166,8 @@ func parseUpload(certPEM, keyPEM []byte) (*upload, error) {
 	case len(up.chain) == 0 && keyBlocks != nil:
 		return nil, fail(ErrNoCertInPEM, "the PEM holds a private key but no certificate; are the certificate and key swapped?")
 	case len(up.chain) == 0:
-		return nil, fail(ErrNoCertInPEM, "the PEM holds %s but no CERTIFICATE block", strings.Join(types, ", "))
+		// The labels are not repeated: a label is the sender's text and may say anything.
+		return nil, fail(ErrNoCertInPEM, "the PEM holds %d block(s), none of them a CERTIFICATE: upload the certificate chain, server certificate first", len(types))
 	}
 	for i, der := range up.chain {
 		c, err := x509.ParseCertificate(der)
