@@ -248,8 +248,11 @@ func findOPT(r *dns.Msg) (opt *dns.OPT, bad bool) {
 }
 
 // fit makes m fit in size bytes. Additional records that do not fit are dropped without the TC
-// bit (RFC 2181 §9); if the answer itself does not fit, dns.Msg.Truncate sets TC so that the
-// client asks again over TCP. Compression is used only when needed.
+// bit (RFC 2181 §9); if the answer itself does not fit, the response is the header and question
+// alone (and OPT) with TC set, so that the client asks again over TCP. A client ignores the
+// records of a truncated answer anyway (RFC 2181 §9), and an empty one keeps the biggest answers
+// from amplifying spoofed UDP queries (about 1x instead of 512 bytes for a 45-byte query).
+// Compression is used only when needed.
 func fit(m *dns.Msg, size int) {
 	m.Compress = false
 	if m.Len() <= size {
@@ -274,6 +277,10 @@ func fit(m *dns.Msg, size int) {
 	}
 	m.Truncate(size)
 	if m.Truncated {
+		m.Answer, m.Ns, m.Extra = nil, nil, m.Extra[:0]
+		if opt != nil {
+			m.Extra = append(m.Extra, opt)
+		}
 		return
 	}
 	m.Compress = true

@@ -40,6 +40,11 @@ const (
 	DefaultMaxUDPSize     = 1232 // DNS flag day 2020: no IP fragmentation
 )
 
+// firstQueryTimeout bounds how long a new TCP connection may take to send its first query
+// (miekg/dns's own default read timeout): an idle timeout longer than this serves clients that
+// reuse a connection, not ones that open it and say nothing.
+const firstQueryTimeout = 2 * time.Second
+
 // listenAttempts bounds the retries when port 0 gives a UDP port whose TCP twin is taken.
 const listenAttempts = 8
 
@@ -57,8 +62,10 @@ type Config struct {
 	// TTL of every record and the negative-caching TTL (SOA MINIMUM), whole seconds. Default
 	// DefaultTTL.
 	TTL time.Duration
-	// TCPIdleTimeout is how long a TCP connection may wait idle for its next query. Default
-	// DefaultTCPIdleTimeout.
+	// TCPIdleTimeout is how long a TCP connection may wait idle for its next query, and bounds
+	// the read of a query once begun (a client that sends a length and stalls is closed). A new
+	// connection waits for its first query at most this long, and never more than
+	// firstQueryTimeout. Default DefaultTCPIdleTimeout.
 	TCPIdleTimeout time.Duration
 	// MaxUDPSize caps the UDP answer size a client's EDNS0 may ask for; it is also the size the
 	// server advertises and its UDP read buffer. 512..65535, default DefaultMaxUDPSize.
@@ -192,13 +199,19 @@ func (s *Server) Start() error {
 // dnsServer returns a miekg server for network with the handler and limits set.
 func (s *Server) dnsServer(network string) *dns.Server {
 	idle := s.cfg.TCPIdleTimeout
-	return &dns.Server{
+	srv := &dns.Server{
 		Net:           network,
 		Handler:       s,
 		UDPSize:       s.cfg.MaxUDPSize,
 		IdleTimeout:   func() time.Duration { return idle },
 		MsgAcceptFunc: acceptQueries,
 	}
+	if network == "tcp" {
+		// miekg/dns gives the first query its ReadTimeout (default 2s), later ones the idle
+		// timeout: without this a shorter TCPIdleTimeout would not hold for a new connection.
+		srv.ReadTimeout = min(idle, firstQueryTimeout)
+	}
+	return srv
 }
 
 // acceptQueries drops responses and hands every other message to the handler, which answers

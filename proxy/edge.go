@@ -72,7 +72,9 @@ type Config struct {
 	// always on; by default one random key is made at New and shared by the three listeners.
 	SessionTicketKeys [][32]byte
 
-	HandshakeTimeout time.Duration // bound on the XMPP pre-TLS exchange and on each TLS handshake; default 10s
+	// HandshakeTimeout bounds the XMPP pre-TLS exchange, each TLS handshake, the reading of each
+	// HTTP request and SIP message once begun, and each write to a client; default 10s.
+	HandshakeTimeout time.Duration
 	IdleTimeout      time.Duration // an XMPP stream, SIP or HTTP connection idle this long is closed; default 120s
 	MaxConns         int           // open connections per listener; more are closed at once and counted; default 10000
 

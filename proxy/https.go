@@ -87,9 +87,16 @@ func newHTTPServer(e *Edge) *httpServer {
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(e.serveHTTP),
 		ReadHeaderTimeout: e.cfg.HandshakeTimeout,
-		IdleTimeout:       e.cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          errLog,
+		// Without these a request body that never ends or a client that never reads its
+		// responses would hold the connection, and its MaxConns slot, for ever: neither the
+		// header nor the idle timeout covers them. The write budget counts from the end of the
+		// headers and net/http discards an unread body (up to ReadTimeout) before it writes the
+		// response, so it gets a second timeout's worth for the response itself.
+		ReadTimeout:    e.cfg.HandshakeTimeout,
+		WriteTimeout:   2 * e.cfg.HandshakeTimeout,
+		IdleTimeout:    e.cfg.IdleTimeout,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       errLog,
 		ConnState: func(_ net.Conn, s http.ConnState) {
 			if s == http.StateClosed || s == http.StateHijacked {
 				e.ln[lnHTTPS].release()

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -26,15 +27,23 @@ const (
 	nsStreamErr = "urn:ietf:params:xml:ns:xmpp-streams"
 )
 
-// Bounds on what a client may send: the whole plaintext exchange before TLS, then each element.
+// Bounds on what a client may send: the whole plaintext exchange before TLS (a stream header
+// and <starttls/>, a few hundred bytes; encoding/xml holds about 9 bytes of heap per byte of
+// attributes while a client stalls inside a tag), then each element.
 const (
-	xmppPreTLSLimit  = 64 << 10
+	xmppPreTLSLimit  = 8 << 10
 	xmppElementLimit = 64 << 10
 	xmppMaxAuthTries = 3
 )
 
+// xmppMaxDepth bounds element nesting; the stream element is level 1. encoding/xml keeps a
+// record of about 100 bytes per open element, so without a bound 64 KiB of "<a>" held 2 MB of
+// heap per connection for as long as the client stalled (before STARTTLS: no TLS, no login).
+const xmppMaxDepth = 32
+
 // Why a stream ended early.
 var (
+	errXMPPTooDeep      = fmt.Errorf("%w: elements nested deeper than %d", errXMPPTooLarge, xmppMaxDepth)
 	errXMPPTooLarge     = errors.New("xmpp: client sent more than the size limit")
 	errXMPPStreamError  = errors.New("xmpp: stream error sent")
 	errXMPPNoStartTLS   = errors.New("xmpp: client sent something other than <starttls/> before TLS")
@@ -103,6 +112,32 @@ func (b *byteBudget) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// depthLimit feeds an XMPP decoder the raw tokens of raw, failing with errXMPPTooDeep before
+// elements nest deeper than xmppMaxDepth. The decoder built on it checks that tags match and
+// translates namespaces, so raw keeps no record of open elements.
+type depthLimit struct {
+	raw   *xml.Decoder
+	depth int
+}
+
+func (d *depthLimit) Token() (xml.Token, error) {
+	tok, err := d.raw.RawToken()
+	switch tok.(type) {
+	case xml.StartElement:
+		if d.depth++; d.depth > xmppMaxDepth {
+			return nil, errXMPPTooDeep
+		}
+	case xml.EndElement:
+		d.depth--
+	}
+	return tok, err
+}
+
+// newXMPPDecoder returns a decoder of r whose elements may nest xmppMaxDepth deep.
+func newXMPPDecoder(r io.Reader) *xml.Decoder {
+	return xml.NewTokenDecoder(&depthLimit{raw: xml.NewDecoder(r)})
+}
+
 // xmppPreTLS runs the plaintext start of a client stream (RFC 6120 §5.4.2). It reads the client's
 // stream header from in and answers on w with the edge's header and STARTTLS-required features,
 // then reads the next element, which must be <starttls/>, and answers <proceed/>. It returns the
@@ -110,7 +145,7 @@ func (b *byteBudget) Read(p []byte) (int, error) {
 // is an error, after the stream has been closed on w as RFC 6120 prescribes. in bounds what the
 // client may send; the caller also sets a deadline.
 func xmppPreTLS(in *byteBudget, w io.Writer, lookup func(domain string) (string, bool), edgeHost string) (string, error) {
-	dec := xml.NewDecoder(in)
+	dec := newXMPPDecoder(in)
 	err := in.startsElement()
 	var start xml.StartElement
 	if err == nil {
@@ -266,6 +301,19 @@ func (e *Edge) lookupDomain(to string) (string, bool) {
 	return t.Domain, true
 }
 
+// deadlineWriter gives each write its own deadline. Before TLS the read deadline bounds the
+// client; a write deadline of its own lets the connection-timeout stream error that answers an
+// expired read still go out (with one shared deadline it could never be sent).
+type deadlineWriter struct {
+	c net.Conn
+	d time.Duration
+}
+
+func (w deadlineWriter) Write(p []byte) (int, error) {
+	w.c.SetWriteDeadline(time.Now().Add(w.d))
+	return w.c.Write(p)
+}
+
 // prefixConn replays bytes read ahead of the TLS handshake (a client that did not wait for
 // <proceed/>) before reading the connection.
 type prefixConn struct {
@@ -279,10 +327,10 @@ func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 // the client closes the stream, the idle timeout or shutdown.
 func (e *Edge) serveXMPP(sc *serverConn) bool {
 	raw := sc.raw
-	raw.SetDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
+	raw.SetReadDeadline(time.Now().Add(e.cfg.HandshakeTimeout))
 	br := bufio.NewReaderSize(raw, 2048)
 	in := &byteBudget{br: br, n: xmppPreTLSLimit}
-	domain, err := xmppPreTLS(in, raw, e.lookupDomain, e.cfg.EdgeHost)
+	domain, err := xmppPreTLS(in, deadlineWriter{raw, e.cfg.HandshakeTimeout}, e.lookupDomain, e.cfg.EdgeHost)
 	if err != nil {
 		if ce := e.log.Check(zap.DebugLevel, "xmpp stream ended before tls"); ce != nil {
 			ce.Write(zap.Stringer("remote", raw.RemoteAddr()), zap.Error(err))
@@ -298,14 +346,19 @@ func (e *Edge) serveXMPP(sc *serverConn) bool {
 	if err != nil {
 		return false
 	}
-	defer tc.Close()
 	t, ok := e.cfg.Tenants.Lookup(domain)
 	if !ok {
+		tc.Close()
 		return false
 	}
 	br.Reset(tc)
 	s := &xmppSession{e: e, sc: sc, tc: tc, br: br, in: byteBudget{br: br}, t: t}
 	err = s.run()
+	if !s.writeFailed {
+		// close_notify. After a failed write the client is not reading, and crypto/tls would
+		// wait up to 5 s more to send it; handle closes the socket instead.
+		tc.Close()
+	}
 	if ce := e.log.Check(zap.DebugLevel, "xmpp stream ended"); ce != nil {
 		ce.Write(zap.String("domain", domain), zap.Stringer("remote", raw.RemoteAddr()), zap.Error(err))
 	}
@@ -324,7 +377,8 @@ type xmppSession struct {
 	user  string // local part after SASL
 	bound bool
 
-	headerSent bool // the edge has opened its side of the current stream
+	headerSent  bool // the edge has opened its side of the current stream
+	writeFailed bool // a write to the client failed (timed out): no close_notify
 }
 
 func (s *xmppSession) run() error {
@@ -354,9 +408,16 @@ func (s *xmppSession) fail(err error) error {
 	return err
 }
 
-func (s *xmppSession) writer() io.Writer {
+func (s *xmppSession) writer() io.Writer { return s }
+
+// Write writes p to the client within the handshake timeout and notes a failure.
+func (s *xmppSession) Write(p []byte) (int, error) {
 	s.sc.raw.SetWriteDeadline(time.Now().Add(s.e.cfg.HandshakeTimeout))
-	return s.tc
+	n, err := s.tc.Write(p)
+	if err != nil {
+		s.writeFailed = true
+	}
+	return n, err
 }
 
 func (s *xmppSession) write(str string) error {
@@ -416,7 +477,7 @@ func (s *xmppSession) next() (start xml.StartElement, err error) {
 
 // openStream reads the client's (re)started stream header and answers with features.
 func (s *xmppSession) openStream(features string) error {
-	s.dec = xml.NewDecoder(&s.in)
+	s.dec = newXMPPDecoder(&s.in)
 	s.headerSent = false
 	if err := s.waitIdle(); err != nil {
 		return err
