@@ -109,8 +109,9 @@ func (r *resolver) exchangeUDP(ctx context.Context, m *dns.Msg) (*dns.Msg, error
 	for {
 		actx, cancel := context.WithTimeout(ctx, udpRetry)
 		in, err := r.exchangeUDPOnce(actx, m)
+		attemptTimedOut := actx.Err() != nil // read before cancel, which sets it
 		cancel()
-		if err == nil || ctx.Err() != nil || actx.Err() == nil {
+		if err == nil || ctx.Err() != nil || !attemptTimedOut {
 			if err != nil && ctx.Err() != nil {
 				err = ctx.Err()
 			}
@@ -124,19 +125,43 @@ func (r *resolver) exchangeUDPOnce(ctx context.Context, m *dns.Msg) (*dns.Msg, e
 	co, _ := r.conns.Get().(*dns.Conn)
 	if co == nil {
 		var err error
-		if co, err = r.udp.DialContext(ctx, r.server); err != nil {
+		if co, err = r.dialUDP(ctx); err != nil {
 			return nil, err
 		}
 	}
 	// A cancelled run must not wait for the read deadline.
 	stop := context.AfterFunc(ctx, func() { _ = co.SetDeadline(time.Unix(1, 0)) })
 	in, _, err := r.udp.ExchangeWithConnContext(ctx, m, co)
+	if err == nil && !in.Response {
+		err = errNotResponse
+	}
 	if !stop() || err != nil { // its deadline was moved, or it saw an error: not reused
 		_ = co.Close()
 		return in, err
 	}
 	r.conns.Put(co)
 	return in, nil
+}
+
+// errNotResponse is a reply without the QR bit: not an answer (a socket connected to itself
+// reads back its own query).
+var errNotResponse = errors.New("the reply is not a DNS response (QR bit clear)")
+
+// dialUDP connects a UDP socket to the server. While nothing listens on the server's port the
+// kernel may give the socket that very port, connecting it to itself (Go's TCP dialer guards
+// against the same): each query would come back as its own empty answer. Such a socket is closed
+// and another made.
+func (r *resolver) dialUDP(ctx context.Context) (*dns.Conn, error) {
+	for {
+		co, err := r.udp.DialContext(ctx, r.server)
+		if err != nil {
+			return nil, err
+		}
+		if co.LocalAddr().String() != co.RemoteAddr().String() {
+			return co, nil
+		}
+		_ = co.Close()
+	}
 }
 
 // sysError classifies an error from the system resolver.

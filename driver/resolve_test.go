@@ -1,8 +1,14 @@
 package driver
 
 import (
+	"context"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 )
 
 func TestOrderSRVPriorityFirst(t *testing.T) {
@@ -82,5 +88,65 @@ func TestSplitAddress(t *testing.T) {
 		if _, _, err := SplitAddress(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+// closedUDPAddr returns a loopback address where nothing listens (UDP).
+func closedUDPAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+// A DNS server that is not running answers with ICMP port unreachable: every query fails at
+// once as dns-error saying nothing answers, without sending again until the step's timeout (a
+// retry on every error once spun through thousands of sockets per query, until one connected to
+// itself and read its own query back as an empty NOERROR answer).
+func TestResolverNothingListens(t *testing.T) {
+	addr := closedUDPAddr(t)
+	r := newResolver(addr, 2*time.Second)
+	for i := range 50 {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := r.lookupSRV(ctx, "_collab-edge._tls.example.com")
+		cancel()
+		if took := time.Since(start); took > 500*time.Millisecond {
+			t.Fatalf("query %d took %v: a refused query must fail at once", i, took)
+		}
+		if err == nil || classOf(err) != ClassDNSError || !strings.Contains(err.Error(), "nothing answers DNS on "+addr) {
+			t.Fatalf("query %d: %v; want dns-error saying nothing answers DNS on %s", i, err, addr)
+		}
+	}
+}
+
+// A reply without the QR bit (here an echo of the query, as a socket connected to itself reads)
+// is not an answer.
+func TestResolverEchoIsNoAnswer(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	go func() {
+		b := make([]byte, 1500)
+		for {
+			n, from, err := pc.ReadFrom(b)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(b[:n], from)
+		}
+	}()
+	r := newResolver(pc.LocalAddr().String(), time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = r.exchange(ctx, "_collab-edge._tls.example.com", dns.TypeSRV)
+	if err == nil || classOf(err) != ClassDNSError || !strings.Contains(err.Error(), "not a DNS response") {
+		t.Fatalf("echoed query: %v; want dns-error: not a DNS response", err)
 	}
 }
