@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 )
 
 // Reasons a pair is reported, the reason label of edgesim_certdir_errors_total.
@@ -74,6 +75,25 @@ func readPair(dir string) pair {
 	}
 	h.Sum(p.digest[:0])
 	return p
+}
+
+// statPair fingerprints dir's pair by metadata: the ..data links and, for tls.crt and tls.key
+// (their link targets), device, inode, size and modification time. "" when a file is missing,
+// so the pair is read (and its absence reported) as before.
+func statPair(dir string) string {
+	var b strings.Builder
+	b.WriteString(dataLinks(dir))
+	for _, name := range [...]string{CertFile, KeyFile} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			return ""
+		}
+		fmt.Fprintf(&b, "|%d:%d", fi.Size(), fi.ModTime().UnixNano())
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			fmt.Fprintf(&b, ":%d:%d", sys.Dev, sys.Ino)
+		}
+	}
+	return b.String()
 }
 
 // dataLinks returns where dir/..data and its parent's ..data point ("" where there is none).
