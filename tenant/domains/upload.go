@@ -166,8 +166,16 @@ func parseUpload(certPEM, keyPEM []byte) (*upload, error) {
 	case len(up.chain) == 0 && keyBlocks != nil:
 		return nil, fail(ErrNoCertInPEM, "the PEM holds a private key but no certificate; are the certificate and key swapped?")
 	case len(up.chain) == 0:
-		// The labels are not repeated: a label is the sender's text and may say anything.
-		return nil, fail(ErrNoCertInPEM, "the PEM holds %d block(s), none of them a CERTIFICATE: upload the certificate chain, server certificate first", len(types))
+		// Only labels known to be harmless are repeated: a label is the sender's text and may say
+		// anything, a key's included.
+		named := make([]string, len(types))
+		for i, t := range types {
+			named[i] = "an unknown block"
+			if knownLabels[t] {
+				named[i] = t
+			}
+		}
+		return nil, fail(ErrNoCertInPEM, "the PEM holds %s but no CERTIFICATE block: upload the certificate chain, server certificate first", strings.Join(named, ", "))
 	}
 	for i, der := range up.chain {
 		c, err := x509.ParseCertificate(der)
@@ -244,6 +252,10 @@ func parseKey(data []byte) (crypto.Signer, error) {
 	}
 	return nil, fail(ErrBadKey, "the key is not PEM: expected a PEM private key, unencrypted (PKCS#8, PKCS#1 RSA or SEC 1 EC, as openssl writes them)")
 }
+
+// knownLabels are PEM labels an upload error may repeat.
+var knownLabels = map[string]bool{"X509 CRL": true, "PUBLIC KEY": true, "PKCS7": true, "TRUSTED CERTIFICATE": true,
+	"DH PARAMETERS": true, "EC PARAMETERS": true, "CERTIFICATE REQUEST": true, "NEW CERTIFICATE REQUEST": true}
 
 // keyFormat names PEM key block types in words: messages never spell the PEM labels, so a
 // search of all output for the label finds only leaked keys.
