@@ -97,6 +97,7 @@ func runDemo(args []string, stdout, stderr io.Writer) error {
 	lo := loadOptions{
 		client: co, rate: o.rate, duration: o.duration, maxInFlight: 10000, drain: 10 * time.Second,
 		steps: "all", progress: "auto",
+		notes: []string{"the simulated edge ran in the driver's process: the driver's CPU figure includes the edge's"},
 	}
 	fmt.Fprintf(stdout, "3. a load run: %g logins per second for %v over %d users (every step of the login)\n\n", o.rate, o.duration, len(users))
 	res, err := lo.runUsers(ctx, users, fmt.Sprintf("edgesim demo --rate %g --duration %v", o.rate, o.duration), "demo tenants", stderr)

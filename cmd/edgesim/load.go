@@ -42,6 +42,7 @@ type loadOptions struct {
 	out, html, metricsAddr string
 	progress               string
 	shard, loginsOut       string
+	notes                  []string // for the results' settings (demo)
 }
 
 func (o *loadOptions) register(fs *flagSet) {
@@ -296,7 +297,7 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 		Settings: driver.Settings{
 			Command: command, Model: model, Rate: rate, Concurrency: concurrency,
 			Duration: o.duration.Seconds(), Count: count, Steps: client.Steps(), Resume: o.resume,
-			Users: users.Len(), Source: source, DNS: o.client.dns, Shard: shardName,
+			Users: users.Len(), Source: source, DNS: o.client.dns, Shard: shardName, Extra: o.notes,
 		},
 	})
 	if err != nil {
