@@ -3,9 +3,9 @@ package driver
 import (
 	"bytes"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
+	"github.com/edgesim/edgesim/internal/san"
 	"net"
 	"strings"
 	"time"
@@ -22,75 +22,18 @@ const (
 	rulesXMPP
 )
 
-// Object identifiers of the SubjectAltName extension and the otherName forms Jabber reads.
+// otherNames are the otherName SANs crypto/x509 does not expose (internal/san reads them).
+type otherNames = san.OtherNames
+
+// The object identifiers, for this package's tests and checks.
 var (
-	oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
-	oidXMPPAddr       = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 5} // RFC 6120 id-on-xmppAddr, UTF8String
-	oidSRVName        = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 7} // RFC 4985 id-on-dnsSRV, IA5String
+	oidSubjectAltName = san.OIDSubjectAltName
+	oidXMPPAddr       = san.OIDXMPPAddr
+	oidSRVName        = san.OIDSRVName
 )
 
-// otherNames holds the otherName SANs of a certificate that Go's x509 package does not expose.
-type otherNames struct {
-	XMPPAddr []string
-	SRVName  []string
-}
-
-// parseOtherNames reads the xmppAddr and SRVName otherNames from cert's SubjectAltName
-// extension. It never panics: a malformed extension, or a malformed entry, stops the parse and
-// what was read so far is returned.
-func parseOtherNames(cert *x509.Certificate) otherNames {
-	var out otherNames
-	if cert == nil {
-		return out
-	}
-	for _, ext := range cert.Extensions {
-		if !ext.Id.Equal(oidSubjectAltName) {
-			continue
-		}
-		var seq asn1.RawValue
-		if rest, err := asn1.Unmarshal(ext.Value, &seq); err != nil || len(rest) != 0 ||
-			seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
-			continue
-		}
-		for rest := seq.Bytes; len(rest) > 0; {
-			var gn asn1.RawValue
-			var err error
-			if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
-				break
-			}
-			// otherName is [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY }.
-			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 || !gn.IsCompound {
-				continue
-			}
-			var oid asn1.ObjectIdentifier
-			inner, err := asn1.Unmarshal(gn.Bytes, &oid)
-			if err != nil {
-				continue
-			}
-			var explicit asn1.RawValue
-			if _, err := asn1.Unmarshal(inner, &explicit); err != nil ||
-				explicit.Class != asn1.ClassContextSpecific || explicit.Tag != 0 || !explicit.IsCompound {
-				continue
-			}
-			var str asn1.RawValue
-			if _, err := asn1.Unmarshal(explicit.Bytes, &str); err != nil || str.Class != asn1.ClassUniversal {
-				continue
-			}
-			switch str.Tag {
-			case asn1.TagUTF8String, asn1.TagIA5String, asn1.TagPrintableString:
-			default:
-				continue
-			}
-			switch {
-			case oid.Equal(oidXMPPAddr):
-				out.XMPPAddr = append(out.XMPPAddr, string(str.Bytes))
-			case oid.Equal(oidSRVName):
-				out.SRVName = append(out.SRVName, string(str.Bytes))
-			}
-		}
-	}
-	return out
-}
+// parseOtherNames reads the xmppAddr and SRVName otherNames of cert. It never panics.
+func parseOtherNames(cert *x509.Certificate) otherNames { return san.Parse(cert) }
 
 // normName lower-cases a host name and drops one trailing dot.
 func normName(s string) string {

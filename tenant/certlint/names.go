@@ -2,84 +2,26 @@ package certlint
 
 import (
 	"crypto/x509"
-	"encoding/asn1"
+	"github.com/edgesim/edgesim/internal/san"
 	"net"
 	"strings"
 )
 
-// Object identifiers of the SubjectAltName extension and the otherName forms Jabber reads.
+// otherNames are the otherName SANs crypto/x509 does not expose (internal/san reads them).
+type otherNames = san.OtherNames
+
+// The object identifiers, for this package's tests and checks.
 var (
-	oidSubjectAltName = asn1.ObjectIdentifier{2, 5, 29, 17}
-	oidXMPPAddr       = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 5} // RFC 6120 id-on-xmppAddr, UTF8String
-	oidSRVName        = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 7} // RFC 4985 id-on-dnsSRV, IA5String
+	oidSubjectAltName = san.OIDSubjectAltName
+	oidXMPPAddr       = san.OIDXMPPAddr
+	oidSRVName        = san.OIDSRVName
 )
 
-// otherNames holds the otherName SANs of a certificate that crypto/x509 does not expose.
-type otherNames struct {
-	XMPPAddr []string
-	SRVName  []string
-}
-
 // parseOtherNames reads the xmppAddr and SRVName otherNames of cert. It never panics.
-func parseOtherNames(cert *x509.Certificate) otherNames {
-	var out otherNames
-	if cert == nil {
-		return out
-	}
-	for _, ext := range cert.Extensions {
-		if ext.Id.Equal(oidSubjectAltName) {
-			parseSANOtherNames(ext.Value, &out)
-		}
-	}
-	return out
-}
+func parseOtherNames(cert *x509.Certificate) otherNames { return san.Parse(cert) }
 
-// parseSANOtherNames adds the xmppAddr and SRVName otherNames of a DER SubjectAltName extension
-// value (a SEQUENCE OF GeneralName) to out. It never panics: a malformed extension is skipped, a
-// malformed entry ends the walk, and an entry of another form or type is ignored.
-func parseSANOtherNames(der []byte, out *otherNames) {
-	var seq asn1.RawValue
-	if rest, err := asn1.Unmarshal(der, &seq); err != nil || len(rest) != 0 ||
-		seq.Class != asn1.ClassUniversal || seq.Tag != asn1.TagSequence || !seq.IsCompound {
-		return
-	}
-	for rest := seq.Bytes; len(rest) > 0; {
-		var gn asn1.RawValue
-		var err error
-		if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
-			return
-		}
-		// otherName is [0] IMPLICIT SEQUENCE { type-id OID, value [0] EXPLICIT ANY }.
-		if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 || !gn.IsCompound {
-			continue
-		}
-		var oid asn1.ObjectIdentifier
-		inner, err := asn1.Unmarshal(gn.Bytes, &oid)
-		if err != nil {
-			continue
-		}
-		var explicit asn1.RawValue
-		if _, err := asn1.Unmarshal(inner, &explicit); err != nil ||
-			explicit.Class != asn1.ClassContextSpecific || explicit.Tag != 0 || !explicit.IsCompound {
-			continue
-		}
-		var str asn1.RawValue
-		if _, err := asn1.Unmarshal(explicit.Bytes, &str); err != nil || str.Class != asn1.ClassUniversal || str.IsCompound {
-			continue
-		}
-		switch str.Tag {
-		case asn1.TagUTF8String, asn1.TagIA5String, asn1.TagPrintableString:
-		default:
-			continue
-		}
-		switch {
-		case oid.Equal(oidXMPPAddr):
-			out.XMPPAddr = append(out.XMPPAddr, string(str.Bytes))
-		case oid.Equal(oidSRVName):
-			out.SRVName = append(out.SRVName, string(str.Bytes))
-		}
-	}
-}
+// parseSANOtherNames adds the otherNames of a DER SubjectAltName extension value to out.
+func parseSANOtherNames(der []byte, out *otherNames) { san.ParseExtension(der, out) }
 
 // normName lower-cases a host name and drops spaces around it and one trailing dot.
 func normName(s string) string {

@@ -9,9 +9,9 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/asn1"
 	"errors"
 	"fmt"
+	"github.com/edgesim/edgesim/internal/san"
 	"slices"
 	"strconv"
 	"strings"
@@ -201,47 +201,12 @@ func sanList(l *x509.Certificate) []string {
 }
 
 var (
-	oidSAN     = asn1.ObjectIdentifier{2, 5, 29, 17}
-	oidSRVName = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 8, 7} // RFC 4985 id-on-dnsSRV
+	oidSAN     = san.OIDSubjectAltName
+	oidSRVName = san.OIDSRVName
 )
 
 // srvNames returns the SRVName otherNames of l's SubjectAltName.
-func srvNames(l *x509.Certificate) []string {
-	var out []string
-	for _, ext := range l.Extensions {
-		if !ext.Id.Equal(oidSAN) {
-			continue
-		}
-		var seq asn1.RawValue
-		if _, err := asn1.Unmarshal(ext.Value, &seq); err != nil {
-			return nil
-		}
-		for rest := seq.Bytes; len(rest) > 0; {
-			var gn asn1.RawValue
-			var err error
-			if rest, err = asn1.Unmarshal(rest, &gn); err != nil {
-				return out
-			}
-			if gn.Class != asn1.ClassContextSpecific || gn.Tag != 0 || !gn.IsCompound {
-				continue
-			}
-			var oid asn1.ObjectIdentifier
-			val, err := asn1.Unmarshal(gn.Bytes, &oid)
-			if err != nil || !oid.Equal(oidSRVName) {
-				continue
-			}
-			var wrap asn1.RawValue
-			if _, err := asn1.Unmarshal(val, &wrap); err != nil {
-				continue
-			}
-			var s string
-			if _, err := asn1.UnmarshalWithParams(wrap.Bytes, &s, "ia5"); err == nil {
-				out = append(out, s)
-			}
-		}
-	}
-	return out
-}
+func srvNames(l *x509.Certificate) []string { return san.Parse(l).SRVName }
 
 func keyTypeSize(pub crypto.PublicKey) (string, int) {
 	switch k := pub.(type) {
