@@ -80,15 +80,16 @@ func (z *tenantZones) build(apex string, t *tenant.Tenant) *dnssrv.Zone {
 		// The apex and the SNI hosts resolve to the edge as well: an ACME validator checking
 		// the domain certificate's names (TLS-ALPN-01) connects to them.
 		zone.Hosts[apex] = z.edgeAddrs
-		for _, h := range t.SNIHosts(z.provider) {
+		hosts := t.SNIHosts(z.provider)
+		for _, h := range hosts {
 			if h == apex || strings.HasSuffix(h, "."+apex) {
 				zone.Hosts[h] = z.edgeAddrs
 			}
 		}
 		if z.txt != nil {
-			for _, h := range append([]string{apex}, t.SNIHosts(z.provider)...) {
+			for _, h := range append(hosts, apex) {
 				name := "_acme-challenge." + h
-				if v := z.txt(name); len(v) > 0 && strings.HasSuffix(h, apex) {
+				if v := z.txt(name); len(v) > 0 {
 					if zone.TXT == nil {
 						zone.TXT = map[string][]string{}
 					}
