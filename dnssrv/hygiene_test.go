@@ -484,7 +484,7 @@ func TestTCPReadTimeouts(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv := s.dnsServer("tcp")
+		srv := s.tcpServer()
 		if srv.ReadTimeout != tc.first || srv.IdleTimeout() != s.cfg.TCPIdleTimeout {
 			t.Errorf("TCPIdleTimeout %v: first query %v, later %v; want %v and %v", tc.idle, srv.ReadTimeout,
 				srv.IdleTimeout(), tc.first, s.cfg.TCPIdleTimeout)

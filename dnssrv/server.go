@@ -92,11 +92,12 @@ type Server struct {
 	log     *zap.Logger
 	metrics *metrics
 
-	mu      sync.Mutex
-	state   int // stateNew, stateRunning, stateStopped
-	addr    string
-	servers []*dns.Server
-	served  chan error // one value per server when its serve loop ends
+	mu     sync.Mutex
+	state  int // stateNew, stateRunning, stateStopped
+	addr   string
+	udp    *udpServer
+	tcp    *dns.Server
+	served chan error // the TCP serve loop's end
 }
 
 const (
@@ -170,48 +171,40 @@ func (s *Server) Start() error {
 		return err
 	}
 	s.addr = ln.Addr().String()
-	udp, tcp := s.dnsServer("udp"), s.dnsServer("tcp")
-	udp.PacketConn, tcp.Listener = pc, ln
-	s.servers = []*dns.Server{udp, tcp}
-	s.served = make(chan error, len(s.servers))
-	started := make(chan struct{}, len(s.servers))
-	for _, srv := range s.servers {
-		srv.NotifyStartedFunc = func() { started <- struct{}{} }
-		go func() { s.served <- srv.ActivateAndServe() }()
+	tcp := s.tcpServer()
+	tcp.Listener = ln
+	s.tcp = tcp
+	s.served = make(chan error, 1)
+	started := make(chan struct{}, 1)
+	tcp.NotifyStartedFunc = func() { started <- struct{}{} }
+	go func() { s.served <- tcp.ActivateAndServe() }()
+	select {
+	case <-started:
+	case err := <-s.served:
+		pc.Close()
+		ln.Close()
+		s.state = stateStopped
+		return fmt.Errorf("dnssrv: start on %s: %w", s.addr, err)
 	}
-	for range s.servers {
-		select {
-		case <-started:
-		case err := <-s.served:
-			// One serve loop failed before it started; the other ends on its closed socket.
-			pc.Close()
-			ln.Close()
-			<-s.served
-			s.state = stateStopped
-			return fmt.Errorf("dnssrv: start on %s: %w", s.addr, err)
-		}
-	}
+	s.udp = s.serveUDP(pc)
 	s.state = stateRunning
 	s.log.Info("dns server listening", zap.String("addr", s.addr))
 	return nil
 }
 
-// dnsServer returns a miekg server for network with the handler and limits set.
-func (s *Server) dnsServer(network string) *dns.Server {
+// tcpServer returns the miekg server for TCP with the handler and limits set. (UDP has a serve
+// loop of its own: see udpServer.)
+func (s *Server) tcpServer() *dns.Server {
 	idle := s.cfg.TCPIdleTimeout
-	srv := &dns.Server{
-		Net:           network,
+	return &dns.Server{
+		Net:           "tcp",
 		Handler:       s,
-		UDPSize:       s.cfg.MaxUDPSize,
 		IdleTimeout:   func() time.Duration { return idle },
 		MsgAcceptFunc: acceptQueries,
-	}
-	if network == "tcp" {
 		// miekg/dns gives the first query its ReadTimeout (default 2s), later ones the idle
 		// timeout: without this a shorter TCPIdleTimeout would not hold for a new connection.
-		srv.ReadTimeout = min(idle, firstQueryTimeout)
+		ReadTimeout: min(idle, firstQueryTimeout),
 	}
-	return srv
 }
 
 // acceptQueries drops responses and hands every other message to the handler, which answers
@@ -240,14 +233,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.state = stateStopped
 	var errs []error
-	for _, srv := range s.servers {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			errs = append(errs, fmt.Errorf("dnssrv: shutdown %s: %w", srv.Net, err))
-		}
+	if err := s.tcp.ShutdownContext(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("dnssrv: shutdown tcp: %w", err))
 	}
-	for range s.servers {
+	udpDone := make(chan error, 1)
+	go func() { udpDone <- s.udp.close() }()
+	for _, ch := range []chan error{s.served, udpDone} {
 		select {
-		case err := <-s.served:
+		case err := <-ch:
 			if err != nil {
 				errs = append(errs, fmt.Errorf("dnssrv: serve: %w", err))
 			}
@@ -260,7 +253,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // listenBoth binds UDP on addr, then TCP on the port UDP got. With port 0 it retries when that
 // TCP port is taken.
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+func listenBoth(addr string) (*net.UDPConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dnssrv: listen %s: %w", addr, err)
@@ -270,10 +263,11 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 		attempts = listenAttempts
 	}
 	for i := 0; ; i++ {
-		pc, err := net.ListenPacket("udp", addr)
+		lp, err := net.ListenPacket("udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("dnssrv: listen udp %s: %w", addr, err)
 		}
+		pc := lp.(*net.UDPConn)
 		p := pc.LocalAddr().(*net.UDPAddr).Port
 		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(p)))
 		if err == nil {
