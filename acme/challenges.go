@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/libdns/libdns"
 	"github.com/mholt/acmez/v3"
@@ -34,6 +35,8 @@ type Challenges struct {
 	txt  map[string][]string         // owner name (lower case, no trailing dot) -> values
 	alpn map[string]*tls.Certificate // identifier (lower case) -> validation certificate
 	http map[string]httpAnswer       // token -> answer
+
+	txtVersion atomic.Uint64 // counts the changes to txt
 }
 
 type httpAnswer struct {
@@ -53,6 +56,11 @@ func (c *Challenges) TXT(fqdn string) []string {
 	defer c.mu.RUnlock()
 	return slices.Clone(c.txt[canonName(fqdn)])
 }
+
+// TXTVersion changes whenever a TXT record is added or removed, so that a cache of answers built
+// from TXT knows when to rebuild. Read it before reading TXT: an entry built after reading
+// version v is current as long as TXTVersion still returns v.
+func (c *Challenges) TXTVersion() uint64 { return c.txtVersion.Load() }
 
 // ALPNCertificate returns the TLS-ALPN-01 validation certificate when hello is a validation
 // handshake for a name with a pending challenge: the client offers exactly the "acme-tls/1"
@@ -124,6 +132,7 @@ func (c *Challenges) AppendRecords(_ context.Context, zone string, recs []libdns
 			c.txt = make(map[string][]string)
 		}
 		c.txt[name] = append(c.txt[name], rr.Data)
+		c.txtVersion.Add(1)
 		added = append(added, libdns.TXT{Name: rr.Name, TTL: rr.TTL, Text: rr.Data})
 	}
 	return added, nil
@@ -149,6 +158,9 @@ func (c *Challenges) DeleteRecords(_ context.Context, zone string, recs []libdns
 				continue
 			}
 			kept = append(kept, v)
+		}
+		if len(kept) != len(values) {
+			c.txtVersion.Add(1)
 		}
 		if len(kept) == 0 {
 			delete(c.txt, name)

@@ -230,7 +230,7 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		}
 	}
 	zones := newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise})
-	zones.txt = s.challenges.TXT
+	zones.withTXT(s.challenges.TXT, s.challenges.TXTVersion)
 	s.dns, err = dnssrv.New(dnssrv.Config{
 		Addr:       o.dnsAddr,
 		Zones:      zones,
