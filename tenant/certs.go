@@ -120,7 +120,8 @@ type Result struct {
 // Keys are mode 0600 and folders 0700. Files are replaced through a temporary file and a rename.
 //
 // add is called from the calling goroutine, never concurrently, in no particular order; the
-// tls.Certificate values have Leaf set and share the pool's key objects. On error add may already
+// tls.Certificate values share the pool's key objects and have no Leaf (except the files
+// scenario's), to keep a million of them light for the garbage collector. On error add may already
 // have been called for some hosts. Provision must not run twice at once on one Dir.
 func Provision(d Directory, opts Options, add func(host string, cert *tls.Certificate)) (*Result, error) {
 	o, err := opts.resolve()
@@ -168,10 +169,10 @@ func Provision(d Directory, opts Options, add func(host string, cert *tls.Certif
 	if plat.err != nil {
 		return nil, plat.err
 	}
-	res.Platform = plat.certs[0]
+	res.Platform = plat.certs[0].cert
 	res.Issued += plat.issued
 	res.Reused += plat.reused
-	res.Expiry = earliest(res.Expiry, res.Platform.Leaf.NotAfter)
+	res.Expiry = earliest(res.Expiry, plat.certs[0].notAfter)
 
 	// Group tenants by bundle shard, then let NumCPU workers take whole shards.
 	shards := make([][]job, bundleShards)
@@ -232,7 +233,7 @@ func Provision(d Directory, opts Options, add func(host string, cert *tls.Certif
 			}
 			owner[e.host] = e.domain
 			if e.sc != Expired {
-				res.Expiry = earliest(res.Expiry, e.cert.Leaf.NotAfter)
+				res.Expiry = earliest(res.Expiry, e.notAfter)
 			}
 			if add != nil {
 				add(e.host, e.cert)
@@ -291,6 +292,7 @@ type entry struct {
 	domain, host string
 	sc           Scenario
 	cert         *tls.Certificate
+	notAfter     time.Time
 }
 
 // scenarioOf is t's scenario, valid if unset (a Directory built without Config.Directory).
@@ -325,7 +327,7 @@ func (p *provisioner) shard(s int, jobs []job) shardResult {
 				continue
 			}
 			for _, h := range t.SNIHosts(p.provider) {
-				files = append(files, entry{domain: t.Domain, host: h, sc: Files, cert: c})
+				files = append(files, entry{domain: t.Domain, host: h, sc: Files, cert: c, notAfter: c.Leaf.NotAfter})
 			}
 		case Wildcard:
 			wants = append(wants, want{domain: t.Domain, host: "*." + t.Domain, sc: Wildcard, key: j.i})
@@ -345,7 +347,7 @@ func (p *provisioner) shard(s int, jobs []job) shardResult {
 	r.entries = make([]entry, 0, len(wants)+len(files))
 	for i, w := range wants {
 		if i < len(r.certs) {
-			r.entries = append(r.entries, entry{domain: w.domain, host: w.host, sc: w.sc, cert: r.certs[i]})
+			r.entries = append(r.entries, entry{domain: w.domain, host: w.host, sc: w.sc, cert: r.certs[i].cert, notAfter: r.certs[i].notAfter})
 		}
 	}
 	r.entries = append(r.entries, files...)
@@ -354,44 +356,69 @@ func (p *provisioner) shard(s int, jobs []job) shardResult {
 
 type bundleResult struct {
 	shardResult
-	certs []*tls.Certificate // one per want, in order
+	certs []servedCert // one per want, in order
+}
+
+// servedCert is a certificate ready to serve and when it ends. Leaf is left nil: the TLS server
+// does not need it, and a parsed x509.Certificate per tenant (about 1 KiB of pointer-rich heap)
+// was most of the heap the garbage collector marked at a million tenants.
+type servedCert struct {
+	cert     *tls.Certificate
+	notAfter time.Time
 }
 
 // bundle returns a certificate for each want, reusing those stored in the bundle at path and
 // issuing the others, and rewrites the bundle if anything changed.
 func (p *provisioner) bundle(path string, wants []want) bundleResult {
 	r := bundleResult{shardResult: shardResult{path: path}}
-	data, err := readOptional(path)
+	buf := readBuffers.Get().(*bytes.Buffer)
+	defer readBuffers.Put(buf)
+	data, err := readOptionalInto(buf, path)
 	if err != nil {
 		r.err = fmt.Errorf("tenant: read certificates: %w", err)
 		return r
 	}
-	var stored map[string][]byte
+	var stored []record
+	var byKey map[string][]byte // built only when the records are not in the order of wants
 	dirty := data != nil && len(wants) == 0
 	if data != nil {
-		recs, intact := parseBundle(data, p.header)
+		var intact bool
+		stored, intact = parseBundle(data, p.header)
 		// A bundle made for another CA is outdated, not damaged.
 		first, _ := cutLine(data)
 		outdated := string(first) != p.header && bytes.HasPrefix(first, []byte("# "+bundleFormat+" "))
 		r.damaged = !intact && !outdated
-		dirty = dirty || !intact
-		stored = make(map[string][]byte, len(recs))
-		for _, rec := range recs {
-			stored[rec.key()] = rec.der
-		}
-		dirty = dirty || len(stored) != len(recs) || len(stored) > len(wants)
+		dirty = dirty || !intact || len(stored) != len(wants)
 	}
-	r.certs = make([]*tls.Certificate, 0, len(wants))
+	r.certs = make([]servedCert, 0, len(wants))
 	recs := make([]record, 0, len(wants))
-	for _, w := range wants {
-		var c *tls.Certificate
-		if der, ok := stored[recordKey(w.domain, w.host, w.sc)]; ok {
-			c = p.reuse(der, w)
+	slab := certSlab{want: len(wants)}
+	for i, w := range wants {
+		var der []byte
+		switch {
+		case i < len(stored) && byKey == nil && stored[i].domain == w.domain && stored[i].host == w.host && stored[i].scenario == w.sc:
+			der = stored[i].der // the usual case: the bundle as this loop wrote it
+		case len(stored) > 0:
+			if byKey == nil {
+				byKey = make(map[string][]byte, len(stored))
+				for _, rec := range stored {
+					if _, dup := byKey[rec.key()]; dup {
+						dirty = true
+					}
+					byKey[rec.key()] = rec.der
+				}
+			}
+			der = byKey[recordKey(w.domain, w.host, w.sc)]
+			dirty = true // rewritten in order
 		}
-		if c != nil {
+		var c servedCert
+		if der != nil {
+			c.cert, c.notAfter = p.reuse(&slab, der, w)
+		}
+		if c.cert != nil {
 			r.reused++
 		} else {
-			if c, err = p.issue(w); err != nil {
+			if c, err = p.issue(&slab, w); err != nil {
 				r.err = err
 				return r
 			}
@@ -399,7 +426,7 @@ func (p *provisioner) bundle(path string, wants []want) bundleResult {
 			dirty = true
 		}
 		r.certs = append(r.certs, c)
-		recs = append(recs, record{domain: w.domain, host: w.host, scenario: w.sc, der: c.Leaf.Raw})
+		recs = append(recs, record{domain: w.domain, host: w.host, scenario: w.sc, der: c.cert.Certificate[0]})
 	}
 	switch {
 	case !dirty:
@@ -430,43 +457,46 @@ func names(w want) (cn string, sans []string) {
 	return w.host, []string{w.host, w.domain}
 }
 
-// reuse returns the stored certificate der for w, or nil if it must be issued again.
-func (p *provisioner) reuse(der []byte, w want) *tls.Certificate {
-	c, err := x509.ParseCertificate(der)
+// reuse returns the stored certificate der for w, or nil if it must be issued again: it must be
+// signed by the current CA (or self-signed, for that scenario), for a key of the pool, valid now
+// for more than renewBefore (expired, for that scenario), and carry exactly the names w gets. The
+// bundle's header names the CA by its key, so an issuer name equal to the CA's is this CA's.
+func (p *provisioner) reuse(slab *certSlab, der []byte, w want) (*tls.Certificate, time.Time) {
+	c, err := readStoredCert(der)
 	if err != nil {
-		return nil
+		return nil, time.Time{}
 	}
-	key, ok := p.pool.lookup(c.RawSubjectPublicKeyInfo)
+	key, ok := p.pool.lookup(c.rawSPKI)
 	if !ok {
-		return nil
+		return nil, time.Time{}
 	}
 	if w.sc == SelfSigned {
-		if !bytes.Equal(c.RawIssuer, c.RawSubject) {
-			return nil
+		if !bytes.Equal(c.rawIssuer, c.rawSubject) {
+			return nil, time.Time{}
 		}
-	} else if !bytes.Equal(c.RawIssuer, p.ca.cert.RawSubject) || !bytes.Equal(c.AuthorityKeyId, p.ca.cert.SubjectKeyId) {
-		return nil
+	} else if !bytes.Equal(c.rawIssuer, p.ca.cert.RawSubject) {
+		return nil, time.Time{}
 	}
 	if w.sc == Expired {
-		if !c.NotAfter.Before(p.now) {
-			return nil
+		if !c.notAfter.Before(p.now) {
+			return nil, time.Time{}
 		}
-	} else if p.now.Before(c.NotBefore) || c.NotAfter.Sub(p.now) <= renewBefore {
-		return nil
+	} else if p.now.Before(c.notBefore) || c.notAfter.Sub(p.now) <= renewBefore {
+		return nil, time.Time{}
 	}
 	cn, sans := names(w)
-	if c.Subject.CommonName != cn || !slices.Equal(c.DNSNames, sans) {
-		return nil
+	if c.commonName != cn || !slices.Equal(c.dnsNames, sans) {
+		return nil, time.Time{}
 	}
-	return p.wrap(c, key, w.sc)
+	return p.wrap(slab, der, key, w.sc), c.notAfter
 }
 
 // issue signs a new certificate for w with pool key w.key mod the pool size.
-func (p *provisioner) issue(w want) (*tls.Certificate, error) {
+func (p *provisioner) issue(slab *certSlab, w want) (servedCert, error) {
 	key := p.pool.keys[w.key%len(p.pool.keys)]
 	serial, err := randomSerial()
 	if err != nil {
-		return nil, err
+		return servedCert{}, err
 	}
 	cn, sans := names(w)
 	notBefore := p.now.Add(-backdate)
@@ -495,22 +525,38 @@ func (p *provisioner) issue(w want) (*tls.Certificate, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
 	if err != nil {
-		return nil, fmt.Errorf("tenant: issue certificate for %s: %w", w.host, err)
+		return servedCert{}, fmt.Errorf("tenant: issue certificate for %s: %w", w.host, err)
 	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("tenant: issue certificate for %s: %w", w.host, err)
-	}
-	return p.wrap(c, key, w.sc), nil
+	return servedCert{p.wrap(slab, der, key, w.sc), notAfter}, nil
 }
 
-func (p *provisioner) wrap(c *x509.Certificate, key crypto.Signer, sc Scenario) *tls.Certificate {
-	chain := [][]byte{c.Raw, p.ca.cert.Raw}
-	if sc == SelfSigned {
-		chain = chain[:1]
+// wrap makes the served certificate: the leaf der and the CA (none for a self-signed leaf),
+// cut from slab's blocks.
+func (p *provisioner) wrap(slab *certSlab, der []byte, key crypto.Signer, sc Scenario) *tls.Certificate {
+	if len(slab.certs) == cap(slab.certs) {
+		n := min(max(slab.want, 1), certSlabLen)
+		*slab = certSlab{certs: make([]tls.Certificate, 0, n), chains: make([][]byte, 0, 2*n), want: slab.want}
 	}
-	return &tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: c}
+	slab.want--
+	n := len(slab.chains)
+	slab.chains = append(slab.chains, der, p.ca.cert.Raw)
+	chain := slab.chains[n : n+2 : n+2]
+	if sc == SelfSigned {
+		chain = chain[:1:1]
+	}
+	slab.certs = append(slab.certs, tls.Certificate{Certificate: chain, PrivateKey: key})
+	return &slab.certs[len(slab.certs)-1]
 }
+
+// certSlab hands out tls.Certificate values and their chains from blocks of certSlabLen: a
+// million certificates as a few thousand allocations instead of two million.
+type certSlab struct {
+	certs  []tls.Certificate
+	chains [][]byte
+	want   int // certificates still to come, to size the next block
+}
+
+const certSlabLen = 256
 
 // randomSerial returns a random positive serial number of up to 128 bits.
 func randomSerial() (*big.Int, error) {

@@ -192,7 +192,7 @@ func TestProvisionFiles(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got == nil || got.Leaf == nil || got.Leaf.Subject.CommonName != host || len(got.Certificate) != 1 {
+				if got == nil || got.Leaf == nil || got.Leaf.Subject.CommonName != host || len(got.Certificate) != 1 { // files scenario: parsed when loaded
 					t.Fatalf("certificate for %s: %+v", host, got)
 				}
 				if !got.PrivateKey.(crypto.Signer).Public().(*ecdsa.PublicKey).Equal(key.Public()) {

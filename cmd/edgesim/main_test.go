@@ -33,6 +33,9 @@ const (
 	// benchChildMemProfileEnv: write a heap profile to this file on SIGUSR1, then print
 	// benchHeapWritten on stdout.
 	benchChildMemProfileEnv = "EDGESIM_BENCH_CHILD_MEMPROFILE"
+	// benchChildStartProfileEnv: write a CPU profile of start-up (from the process's start to
+	// the banner) to this file.
+	benchChildStartProfileEnv = "EDGESIM_BENCH_CHILD_STARTPROFILE"
 	benchHeapWritten        = "edgesim-bench: heap profile written"
 	benchBannerEnd          = "press Ctrl-C to stop"
 )
@@ -92,6 +95,14 @@ func runBenchChild(args []string, run func(args []string, stdout, stderr io.Writ
 		}
 	}
 	stdout := io.Writer(os.Stdout)
+	if path := os.Getenv(benchChildStartProfileEnv); path != "" {
+		sp, err := startProfileUntilBanner(stdout, path)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "edgesim-bench: start-up profile: %v\n", err)
+			return exitFail
+		}
+		stdout = sp
+	}
 	var prof *cpuProfileOnBanner
 	if path := os.Getenv(benchChildCPUProfileEnv); path != "" {
 		prof = &cpuProfileOnBanner{w: os.Stdout, path: path}
@@ -129,6 +140,44 @@ func writeHeapProfile(path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// startProfile is a CPU profile running since the process started, which stops once the
+// banner's last line has gone by on w.
+type startProfile struct {
+	w    io.Writer
+	f    *os.File
+	mu   sync.Mutex
+	seen []byte
+}
+
+func startProfileUntilBanner(w io.Writer, path string) (*startProfile, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &startProfile{w: w, f: f}, nil
+}
+
+func (p *startProfile) Write(b []byte) (int, error) {
+	n, err := p.w.Write(b)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.f != nil {
+		p.seen = append(p.seen, b...)
+		if bytes.Contains(p.seen, []byte(benchBannerEnd)) {
+			pprof.StopCPUProfile()
+			if cerr := p.f.Close(); cerr != nil {
+				fmt.Fprintf(os.Stderr, "edgesim-bench: start-up profile: %v\n", cerr)
+			}
+			p.f, p.seen = nil, nil
+		}
+	}
+	return n, err
 }
 
 // cpuProfileOnBanner passes writes through to w and starts a CPU profile once the banner's last
