@@ -93,7 +93,9 @@ func parseBundle(data []byte, header string) (recs []record, intact bool) {
 		// tenants (CPU profile). A header line, which holds a colon, fails to decode.
 		body := chunk[len(pemCertBegin) : len(chunk)-len(pemCertEnd)]
 		if need := base64.StdEncoding.DecodedLen(len(body)); cap(slab)-len(slab) < need {
-			slab = make([]byte, 0, max(need, derSlab))
+			// At most what the rest of the file can decode to: a bundle of a few certificates
+			// (1,000 tenants make 256 bundles of about 4) gets a block its size, not 64 KiB.
+			slab = make([]byte, 0, max(need, min(derSlab, base64.StdEncoding.DecodedLen(len(rest)+len(chunk)))))
 		}
 		der := slab[len(slab):cap(slab)]
 		n, err := base64.StdEncoding.Decode(der, body)

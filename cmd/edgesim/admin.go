@@ -92,11 +92,14 @@ func (s *server) startDomains(o serveOptions, certs *tenant.Result) error {
 	if s.acme != nil {
 		acmeCtl = acmeAdapter{s.acme}
 	}
-	roots, err := x509.SystemCertPool()
-	if err != nil {
-		roots = x509.NewCertPool()
-	}
-	roots.AddCert(certs.CA)
+	roots := sync.OnceValue(func() *x509.CertPool {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		pool.AddCert(certs.CA)
+		return pool
+	})
 	m, err = domains.New(domains.Config{
 		Storage: storage,
 		ACME:    acmeCtl,

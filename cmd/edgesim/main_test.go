@@ -36,8 +36,8 @@ const (
 	// benchChildStartProfileEnv: write a CPU profile of start-up (from the process's start to
 	// the banner) to this file.
 	benchChildStartProfileEnv = "EDGESIM_BENCH_CHILD_STARTPROFILE"
-	benchHeapWritten        = "edgesim-bench: heap profile written"
-	benchBannerEnd          = "press Ctrl-C to stop"
+	benchHeapWritten          = "edgesim-bench: heap profile written"
+	benchBannerEnd            = "press Ctrl-C to stop"
 )
 
 func TestMain(m *testing.M) {

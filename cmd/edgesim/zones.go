@@ -38,9 +38,10 @@ type tenantZones struct {
 	cache []atomic.Pointer[cachedZone]
 }
 
-// zoneCacheSlots is the number of slots of tenantZones.cache: 512 KiB of pointers, a zone of
-// about 1 KiB held per slot in use. 1,000 tenants fit with few collisions; at a million,
-// queries spread over all tenants mostly build their zone as before.
+// zoneCacheSlots bounds the slots of tenantZones.cache: 512 KiB of pointers, a zone of about
+// 1 KiB held per slot in use. A directory gets 8 slots per tenant up to that (1,000 tenants:
+// 8,192 slots, about 6% of them colliding); at a million, queries spread over all tenants
+// mostly build their zone as before.
 const zoneCacheSlots = 1 << 16
 
 type cachedZone struct {
@@ -59,7 +60,12 @@ func newTenantZones(dir tenant.Directory, httpsPort uint16, edge, dns []netip.Ad
 	p := dir.Provider()
 	z := &tenantZones{dir: dir, provider: p, httpsPort: httpsPort, edgeAddrs: edge,
 		nameserver: "ns." + p.Domain, dnsAddrs: dns, targets: map[string][]string{},
-		seed: maphash.MakeSeed(), cache: make([]atomic.Pointer[cachedZone], zoneCacheSlots)}
+		seed: maphash.MakeSeed()}
+	slots := 1024
+	for slots < zoneCacheSlots && slots < 8*dir.Len() {
+		slots *= 2
+	}
+	z.cache = make([]atomic.Pointer[cachedZone], slots)
 	seen := map[string]bool{}
 	dir.Each(func(t *tenant.Tenant) bool {
 		for _, tg := range t.Targets(p) {
@@ -147,7 +153,7 @@ func (z *tenantZones) Zone(apex string) (*dnssrv.Zone, bool) {
 	if z.txtVersion != nil {
 		version = z.txtVersion() // before building: a change while building makes the entry stale
 	}
-	slot := &z.cache[maphash.String(z.seed, apex)&(zoneCacheSlots-1)]
+	slot := &z.cache[maphash.String(z.seed, apex)&uint64(len(z.cache)-1)]
 	if c := slot.Load(); c != nil && c.apex == apex && c.txtVersion == version {
 		return c.zone, true
 	}

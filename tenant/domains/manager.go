@@ -49,9 +49,11 @@ type Config struct {
 	ACME ACME
 	// Now is the clock; default time.Now.
 	Now func() time.Time
-	// Roots, when set, are the roots clients trust (the edge's local CA and the system's): a
-	// certificate that does not verify to them is accepted with a warning saying so.
-	Roots *x509.CertPool
+	// Roots, when set, gives the roots clients trust (the edge's local CA and the system's): a
+	// certificate that does not verify to them is accepted with a warning saying so. It is
+	// called when a certificate is checked, so that the system's roots (about 1 MB) are loaded
+	// only by an edge that is given certificates to check.
+	Roots func() *x509.CertPool
 	// Logger gets one line per change and per problem found by Load; default: none.
 	Logger *zap.Logger
 }

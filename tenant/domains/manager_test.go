@@ -392,7 +392,7 @@ func TestConcurrent(t *testing.T) {
 func TestTrustWarnings(t *testing.T) {
 	ca := newTestCA(t)
 	other := newTestCA(t)
-	m, err := New(Config{Storage: &certmagic.FileStorage{Path: t.TempDir()}, HostsFor: testHosts, Roots: ca.pool()})
+	m, err := New(Config{Storage: &certmagic.FileStorage{Path: t.TempDir()}, HostsFor: testHosts, Roots: ca.pool})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -157,7 +157,7 @@ func (m *Manager) trustWarnings(c *tls.Certificate) []string {
 	if m.cfg.Roots == nil {
 		return w
 	}
-	opts := x509.VerifyOptions{Roots: m.cfg.Roots, Intermediates: x509.NewCertPool(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	opts := x509.VerifyOptions{Roots: m.cfg.Roots(), Intermediates: x509.NewCertPool(), CurrentTime: now, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
 	for _, der := range c.Certificate[1:] {
 		if ic, err := x509.ParseCertificate(der); err == nil {
 			opts.Intermediates.AddCert(ic)
