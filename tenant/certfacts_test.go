@@ -13,6 +13,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // checkStoredCert fails unless readStoredCert agrees with x509.ParseCertificate on der.
@@ -99,11 +102,34 @@ func TestReadStoredCertRefuses(t *testing.T) {
 	d, _ := scenarioDirectory(t, dir)
 	p := provision(t, d, testOptions(filepath.Join(dir, "data"), time.Now()))
 	der := p.certs["mra-host.valid.example"].Certificate[0]
+	// rebuild re-encodes der's three parts after edit changes them.
+	rebuild := func(edit func(tbs, alg, sig *[]byte)) []byte {
+		in := cryptobyte.String(der)
+		var cert, tbs, alg, sig cryptobyte.String
+		if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&tbs, cbasn1.SEQUENCE) ||
+			!cert.ReadASN1Element(&alg, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&sig, cbasn1.BIT_STRING) {
+			t.Fatal("test certificate does not split")
+		}
+		tb, ab, sb := []byte(tbs), []byte(alg), []byte(sig)
+		edit(&tb, &ab, &sb)
+		var out cryptobyte.Builder
+		out.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddBytes(tb); b.AddBytes(ab); b.AddBytes(sb) })
+		return out.BytesOrPanic()
+	}
 	for name, b := range map[string][]byte{
 		"empty":          nil,
 		"truncated":      der[:len(der)/2],
 		"trailing bytes": append(slices.Clone(der), 0),
 		"not DER":        []byte("-----BEGIN CERTIFICATE-----"),
+		"signature algorithm differs from the TBS's": rebuild(func(_, alg, _ *[]byte) {
+			*alg = slices.Clone(*alg)
+			(*alg)[len(*alg)-1]++ // ecdsa-with-SHA256 -> another OID
+		}),
+		"signature not a BIT STRING": rebuild(func(_, _, sig *[]byte) {
+			*sig = slices.Clone(*sig)
+			(*sig)[0] = byte(cbasn1.OCTET_STRING)
+		}),
+		"something after the signature": rebuild(func(_, _, sig *[]byte) { *sig = append(slices.Clone(*sig), 0x05, 0x00) }),
 	} {
 		if _, err := readStoredCert(b); err == nil {
 			t.Errorf("%s: no error", name)

@@ -459,8 +459,8 @@ func names(w want) (cn string, sans []string) {
 
 // reuse returns the stored certificate der for w, or nil if it must be issued again: it must be
 // signed by the current CA (or self-signed, for that scenario), for a key of the pool, valid now
-// for more than renewBefore (expired, for that scenario), and carry exactly the names w gets. The
-// bundle's header names the CA by its key, so an issuer name equal to the CA's is this CA's.
+// for more than renewBefore (expired, for that scenario), carry exactly the names w gets, and be
+// whole (see storedCert). Like x509.ParseCertificate before it, this does not check signatures.
 func (p *provisioner) reuse(slab *certSlab, der []byte, w want) (*tls.Certificate, time.Time) {
 	c, err := readStoredCert(der)
 	if err != nil {
@@ -474,7 +474,7 @@ func (p *provisioner) reuse(slab *certSlab, der []byte, w want) (*tls.Certificat
 		if !bytes.Equal(c.rawIssuer, c.rawSubject) {
 			return nil, time.Time{}
 		}
-	} else if !bytes.Equal(c.rawIssuer, p.ca.cert.RawSubject) {
+	} else if !bytes.Equal(c.rawIssuer, p.ca.cert.RawSubject) || !bytes.Equal(c.authorityKeyID, p.ca.cert.SubjectKeyId) {
 		return nil, time.Time{}
 	}
 	if w.sc == Expired {

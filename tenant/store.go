@@ -92,6 +92,9 @@ func parseBundle(data []byte, header string) (recs []record, intact bool) {
 		// headers and searches the END line backwards, 12% of a one-core start at a million
 		// tenants (CPU profile). A header line, which holds a colon, fails to decode.
 		body := chunk[len(pemCertBegin) : len(chunk)-len(pemCertEnd)]
+		if len(body) == 0 || body[len(body)-1] != '\n' { // the END line on a line of its own, as PEM readers want
+			return recs, false
+		}
 		if need := base64.StdEncoding.DecodedLen(len(body)); cap(slab)-len(slab) < need {
 			// At most what the rest of the file can decode to: a bundle of a few certificates
 			// (1,000 tenants make 256 bundles of about 4) gets a block its size, not 64 KiB.

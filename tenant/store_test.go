@@ -42,6 +42,7 @@ func TestBundleRoundTrip(t *testing.T) {
 		{"comment with two fields", bytes.Replace(data, []byte(" valid\n"), []byte("\n"), 1), header, 0, false},
 		// A damaged first block must not pair its comment with the second certificate.
 		{"damaged first block", bytes.Replace(data, []byte("\n-----END CERTIFICATE-----\n#"), []byte("\n-----END CERTIFICATX-----\n#"), 1), header, 0, false},
+		{"END line glued to the base64", bytes.Replace(data, []byte("\n-----END CERTIFICATE-----\n# b"), []byte("-----END CERTIFICATE-----\n# b"), 1), header, 0, false},
 		{"headers in a block", bytes.Replace(data, []byte("-----BEGIN CERTIFICATE-----\n"), []byte("-----BEGIN CERTIFICATE-----\nA: b\n\n"), 1), header, 0, false},
 	}
 	for _, tc := range tests {
