@@ -136,10 +136,16 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 
 // observe counts one answered query.
 func (m *metrics) observe(qt, rcode int, tcp bool, d time.Duration) {
+	p := m.count(qt, rcode, tcp)
+	m.duration[p].Observe(d.Seconds())
+}
+
+// count counts a query by its answer without timing it, and returns the protocol index.
+func (m *metrics) count(qt, rcode int, tcp bool) int {
 	p := 0
 	if tcp {
 		p = 1
 	}
 	m.queries[qt][rcodeIndex(rcode)][p].Inc()
-	m.duration[p].Observe(d.Seconds())
+	return p
 }

@@ -1,7 +1,9 @@
 package dnssrv
 
 import (
+	"net"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,5 +87,46 @@ func TestMetricIndexes(t *testing.T) {
 	}
 	if rcodeLabel(rcodeIndex(dns.RcodeBadVers)) != "BADVERS" || rcodeLabel(rcodeIndex(dns.RcodeYXDomain)) != "other" {
 		t.Fatal("rcode index")
+	}
+}
+
+// TestMetricsMalformed: a query that does not unpack is answered FORMERR and counted the same on
+// UDP (the server's own loop) and TCP (miekg/dns answers it); one shorter than a header gets
+// nothing and is not counted.
+func TestMetricsMalformed(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	addr := startServer(t, testZones(t), func(c *Config) { c.Registerer = reg })
+	bad := []byte{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0} // a question cut off
+	for _, network := range []string{"udp", "tcp"} {
+		c, err := net.Dial(network, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := bad
+		if network == "tcp" {
+			msg = append([]byte{0, byte(len(bad))}, bad...)
+		}
+		if _, err := c.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		buf := make([]byte, 512)
+		n, err := c.Read(buf)
+		c.Close()
+		if network == "tcp" && err == nil && n >= 2 {
+			buf, n = buf[2:], n-2
+		}
+		var r dns.Msg
+		if err != nil || r.Unpack(buf[:n]) != nil || r.Rcode != dns.RcodeFormatError {
+			t.Fatalf("%s: want a FORMERR answer, got %v (%v)", network, &r, err)
+		}
+		// The count lands after the answer is written.
+		deadline := time.Now().Add(2 * time.Second)
+		for counterValue(t, reg, "other", "FORMERR", network) != 1 && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got := counterValue(t, reg, "other", "FORMERR", network); got != 1 {
+			t.Errorf("queries_total{qtype=other,rcode=FORMERR,proto=%s} = %v, want 1", network, got)
+		}
 	}
 }

@@ -201,6 +201,13 @@ func (s *Server) tcpServer() *dns.Server {
 		Handler:       s,
 		IdleTimeout:   func() time.Duration { return idle },
 		MsgAcceptFunc: acceptQueries,
+		// miekg/dns answers a query that does not unpack with FORMERR itself, without the
+		// handler; count it as the UDP loop does (a message shorter than a header gets nothing).
+		MsgInvalidFunc: func(m []byte, _ error) {
+			if len(m) >= 12 {
+				s.metrics.count(qtOther, dns.RcodeFormatError, true)
+			}
+		},
 		// miekg/dns gives the first query its ReadTimeout (default 2s), later ones the idle
 		// timeout: without this a shorter TCPIdleTimeout would not hold for a new connection.
 		ReadTimeout: min(idle, firstQueryTimeout),
