@@ -34,6 +34,11 @@ const (
 	xmppPreTLSLimit  = 8 << 10
 	xmppElementLimit = 64 << 10
 	xmppMaxAuthTries = 3
+	// xmppPreAuthLimit bounds each stream header, and each element before SASL succeeds (an
+	// <auth/> with PLAIN credentials is a few hundred bytes): a client that has not logged in
+	// and stalls inside a tag holds at most about 75 KB, where 64 KiB of attributes held about
+	// 560 KB.
+	xmppPreAuthLimit = 8 << 10
 )
 
 // xmppMaxDepth bounds element nesting; the stream element is level 1. encoding/xml keeps a
@@ -456,7 +461,10 @@ func (s *xmppSession) waitIdle() error {
 	if !s.sc.active() {
 		return errXMPPShuttingDown
 	}
-	s.in.n = xmppElementLimit
+	s.in.n = xmppPreAuthLimit
+	if s.user != "" {
+		s.in.n = xmppElementLimit
+	}
 	return nil
 }
 
@@ -482,6 +490,7 @@ func (s *xmppSession) openStream(features string) error {
 	if err := s.waitIdle(); err != nil {
 		return err
 	}
+	s.in.n = xmppPreAuthLimit // a stream header, logged in or not
 	start, err := readStreamHeader(s.dec)
 	if err != nil {
 		return err

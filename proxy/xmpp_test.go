@@ -329,6 +329,37 @@ func TestXMPPStanzaBeforeAuth(t *testing.T) {
 	}
 }
 
+// TestXMPPPreAuthBounded: after TLS, a stream header or an element before login larger than
+// xmppPreAuthLimit ends the stream with policy-violation (a client that has not logged in cannot
+// hold 64 KiB of attributes); after login an element may be larger.
+func TestXMPPPreAuthBounded(t *testing.T) {
+	te := startEdge(t, nil)
+	big := strings.Repeat("y", xmppPreAuthLimit)
+	tlsUp := func() *xmppClient {
+		x := xmppDial(t, te.xmpp)
+		x.send(streamOpen("example.com"))
+		x.header()
+		x.element()
+		x.send("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+		x.element()
+		x.startTLS(te.pki.clientTLS("mra-host.example.com"))
+		return x
+	}
+	x := tlsUp()
+	defer x.conn.Close()
+	x.send(strings.Replace(streamOpen("example.com"), "<stream:stream ", "<stream:stream x='"+big+"' ", 1))
+	if got := string(expectClosed(t, x.conn)); !strings.Contains(got, "<policy-violation") {
+		t.Errorf("oversized stream header after TLS: got %q", got)
+	}
+	y := tlsUp()
+	defer y.conn.Close()
+	y.restart("example.com")
+	y.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN' x='" + big + "'>")
+	if got := string(expectClosed(t, y.conn)); !strings.Contains(got, "<policy-violation") {
+		t.Errorf("oversized <auth/>: got %q", got)
+	}
+}
+
 func lookupExample(d string) (string, bool) {
 	if strings.EqualFold(d, "example.com") {
 		return "example.com", true
