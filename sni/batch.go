@@ -54,9 +54,21 @@ func (b *Batch) queue(name string, c *tls.Certificate) error {
 // Commit applies the queued changes in order (a later change to a name wins) and empties the
 // batch.
 func (b *Batch) Commit() BatchResult {
+	r, _ := b.commit(nil)
+	return r
+}
+
+// commit applies the queued changes if cond, asked under the writer lock, allows (nil: always),
+// and empties the batch either way.
+func (b *Batch) commit(cond func() bool) (BatchResult, bool) {
 	s := b.s
 	var r BatchResult
 	s.mu.Lock()
+	if cond != nil && !cond() {
+		s.mu.Unlock()
+		b.ops = b.ops[:0]
+		return r, false
+	}
 	for _, set := range [...]*atomic.Pointer[table]{&s.exact, &s.wild} {
 		adds := 0
 		for _, o := range b.ops {
@@ -85,5 +97,5 @@ func (b *Batch) Commit() BatchResult {
 	s.mu.Unlock()
 	s.count.Add(int64(r.Added - r.Deleted))
 	b.ops = b.ops[:0]
-	return r
+	return r, true
 }

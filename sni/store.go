@@ -169,6 +169,21 @@ func (s *Store) Delete(name string) bool {
 	return b.Commit().Deleted > 0
 }
 
+// CompareAndSet stores c under name (nil: deletes the name) only if the name holds old at that
+// moment (nil: nothing), and reports whether it did. A writer that read a name with Get and
+// decided on a change this way never overwrites a change another writer made in between.
+func (s *Store) CompareAndSet(name string, old, c *tls.Certificate) (bool, error) {
+	set, key, err := s.keyOf(name)
+	if err != nil {
+		return false, err
+	}
+	b := s.Batch()
+	b.ops = append(b.ops, op{set, key, c})
+	h := hashKey(s.seed, key)
+	_, done := b.commit(func() bool { return set.Load().get(h, key) == old })
+	return done, nil
+}
+
 // Get returns the certificate stored under exactly this name (or "*.parent"), without wildcard
 // matching or platform fallback.
 func (s *Store) Get(name string) (*tls.Certificate, bool) {

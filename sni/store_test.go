@@ -338,3 +338,66 @@ func TestKeyLengths(t *testing.T) {
 		t.Fatalf("Len = %d after deleting all", s.Len())
 	}
 }
+
+func TestCompareAndSet(t *testing.T) {
+	s := New()
+	a, b, c := newCert(), newCert(), newCert()
+	if ok, err := s.CompareAndSet("Mra.Example.com", nil, a); !ok || err != nil {
+		t.Fatalf("add to an empty name: %v %v", ok, err)
+	}
+	if ok, _ := s.CompareAndSet("mra.example.com", b, c); ok {
+		t.Fatal("set with a stale old value succeeded")
+	}
+	if got, _ := s.Get("mra.example.com"); got != a {
+		t.Fatal("a failed CompareAndSet changed the name")
+	}
+	if ok, _ := s.CompareAndSet("mra.example.com", a, b); !ok {
+		t.Fatal("set with the current value failed")
+	}
+	if ok, _ := s.CompareAndSet("mra.example.com", nil, c); ok {
+		t.Fatal("add over an existing name succeeded")
+	}
+	if ok, _ := s.CompareAndSet("mra.example.com", b, nil); !ok || s.Len() != 0 {
+		t.Fatalf("delete with the current value: %v, %d names left", ok, s.Len())
+	}
+	if _, err := s.CompareAndSet("*.", nil, a); !errors.Is(err, ErrBadName) {
+		t.Fatalf("bad name: %v", err)
+	}
+	// Writers that each read, then swap in their own certificate, never lose one another's
+	// change: every successful swap replaced exactly what its writer had read.
+	const writers, rounds = 8, 500
+	var swaps atomic.Int64
+	var wg sync.WaitGroup
+	seen := make([]map[*tls.Certificate]bool, writers)
+	for w := range writers {
+		seen[w] = map[*tls.Certificate]bool{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range rounds {
+				for {
+					cur, _ := s.Get("*.example.org")
+					next := newCert()
+					if ok, _ := s.CompareAndSet("*.example.org", cur, next); ok {
+						seen[w][cur] = true
+						swaps.Add(1)
+						break
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	replaced := map[*tls.Certificate]bool{}
+	for _, m := range seen {
+		for c := range m {
+			if replaced[c] {
+				t.Fatal("two writers replaced the same certificate: a change was lost")
+			}
+			replaced[c] = true
+		}
+	}
+	if swaps.Load() != writers*rounds || len(replaced) != writers*rounds {
+		t.Fatalf("%d swaps, %d distinct replaced values; want %d", swaps.Load(), len(replaced), writers*rounds)
+	}
+}

@@ -198,12 +198,19 @@ type sniSwap struct {
 func (w *sniSwap) install(host string, c *tls.Certificate) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if _, ok := w.prev[host]; !ok {
+	for { // what it replaces is what it read: another writer (--cert-dir) may change the host
 		old, _ := w.store.Get(host)
-		w.prev[host] = old
-	}
-	if err := w.store.Set(host, c); err != nil {
-		w.log.Error("domain certificate not installed", zap.String("host", host), zap.Error(err))
+		ok, err := w.store.CompareAndSet(host, old, c)
+		if err != nil {
+			w.log.Error("domain certificate not installed", zap.String("host", host), zap.Error(err))
+			return
+		}
+		if ok {
+			if _, seen := w.prev[host]; !seen {
+				w.prev[host] = old
+			}
+			return
+		}
 	}
 }
 

@@ -193,7 +193,7 @@ func (l *dirLayer) reconcile() {
 		cur, _ := l.store.Get(h)
 		if st.want == nil {
 			if st.last != nil && cur == st.last {
-				l.restore(h, st.base)
+				l.restore(h, cur, st.base)
 			}
 			delete(l.hosts, h)
 			continue
@@ -209,21 +209,33 @@ func (l *dirLayer) reconcile() {
 			st.stray = true
 			continue
 		}
-		if err := l.store.Set(h, st.want); err != nil {
+		// Only over what was read above: an API upload installed in between wins, and the
+		// next pass sees its host among the API's.
+		ok, err := l.store.CompareAndSet(h, cur, st.want)
+		if err != nil {
 			l.log.Error("directory certificate not installed", zap.String("host", h), zap.Error(err))
+			continue
+		}
+		if !ok {
+			l.kickLater()
 			continue
 		}
 		st.last, st.stray = st.want, false
 	}
 }
 
-// restore puts back what h served before the directory; the caller holds l.mu.
-func (l *dirLayer) restore(h string, base *tls.Certificate) {
-	if base == nil {
-		l.store.Delete(h)
-		return
-	}
-	if err := l.store.Set(h, base); err != nil {
+// restore puts back what h served before the directory, if h still holds cur (the directory's);
+// the caller holds l.mu.
+func (l *dirLayer) restore(h string, cur, base *tls.Certificate) {
+	if _, err := l.store.CompareAndSet(h, cur, base); err != nil {
 		l.log.Error("certificate not restored", zap.String("host", h), zap.Error(err))
+	}
+}
+
+// kickLater asks for another pass soon, without waiting for the caller's lock.
+func (l *dirLayer) kickLater() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 }
