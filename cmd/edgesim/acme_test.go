@@ -21,6 +21,34 @@ import (
 	"github.com/edgesim/edgesim/driver"
 )
 
+// acmeSetup is Pebble on loopback for an edge that is to listen on httpsPort and dnsPort:
+// Pebble resolves names through that DNS port and validates on that HTTPS port. args are the
+// serve flags for the tenants YAML (written with yaml), a data directory, both ports and
+// Pebble as the ACME CA; a test adds its own.
+type acmeSetup struct {
+	pebble *pebbletest.Pebble
+	dir    string
+	args   []string
+}
+
+func newACMESetup(t *testing.T, yaml string) acmeSetup {
+	t.Helper()
+	httpsPort, dnsPort := freeUDPPort(t), freeUDPPort(t)
+	pebble := pebbletest.Start(t, pebbletest.Options{Resolver: "127.0.0.1:" + strconv.Itoa(dnsPort), TLSPort: httpsPort})
+	dir := t.TempDir()
+	root := filepath.Join(dir, "pebble-root.pem")
+	if err := os.WriteFile(root, pebble.RootsPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "tenants.yaml")
+	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return acmeSetup{pebble: pebble, dir: dir, args: []string{"--config", cfg, "--data", filepath.Join(dir, "data"),
+		"--https-addr", "127.0.0.1:" + strconv.Itoa(httpsPort), "--dns-addr", "127.0.0.1:" + strconv.Itoa(dnsPort),
+		"--acme-ca", pebble.DirectoryURL, "--acme-ca-root", root}}
+}
+
 // TestServeACME runs 'edgesim serve' with 20 tenants marked 'acme: true' against Pebble on
 // loopback, which resolves their names through edgesim's own DNS and validates over the edge's
 // HTTPS listener (TLS-ALPN-01): every tenant's handshake then presents a Pebble-issued
@@ -30,27 +58,14 @@ func TestServeACME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues 20 certificates (about 10 s)")
 	}
-	httpsPort, dnsPort := freeUDPPort(t), freeUDPPort(t)
-	pebble := pebbletest.Start(t, pebbletest.Options{Resolver: "127.0.0.1:" + strconv.Itoa(dnsPort), TLSPort: httpsPort})
-	dir := t.TempDir()
-	root := filepath.Join(dir, "pebble-root.pem")
-	if err := os.WriteFile(root, pebble.RootsPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "tenants.yaml")
 	yaml := "provider: {edge_host: mra.sp.example}\ntenants:\n"
 	const n = 20
 	for k := 1; k <= n; k++ {
 		yaml += fmt.Sprintf("  - {domain: acme-%d.example, users: [bob], acme: true}\n", k)
 	}
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	data := filepath.Join(dir, "data")
-	args := []string{"--config", cfg, "--data", data,
-		"--https-addr", "127.0.0.1:" + strconv.Itoa(httpsPort), "--dns-addr", "127.0.0.1:" + strconv.Itoa(dnsPort),
-		"--acme-ca", pebble.DirectoryURL, "--acme-ca-root", root, "--acme-email", "qa@sp.example",
-		"--admin-addr", "127.0.0.1:0"}
+	env := newACMESetup(t, yaml)
+	pebble, dir := env.pebble, env.dir
+	args := append(env.args, "--acme-email", "qa@sp.example", "--admin-addr", "127.0.0.1:0")
 	s := startServerArgs(t, args...)
 
 	// Wait for the issuance (a bounded queue of 4 workers).
@@ -141,20 +156,8 @@ func TestServeACMEDNS01(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates through Pebble")
 	}
-	httpsPort, dnsPort := freeUDPPort(t), freeUDPPort(t)
-	pebble := pebbletest.Start(t, pebbletest.Options{Resolver: "127.0.0.1:" + strconv.Itoa(dnsPort), TLSPort: httpsPort})
-	dir := t.TempDir()
-	root := filepath.Join(dir, "pebble-root.pem")
-	if err := os.WriteFile(root, pebble.RootsPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "tenants.yaml")
-	if err := os.WriteFile(cfg, []byte("tenants:\n  - {domain: dns01-a.example, acme: true}\n  - {domain: dns01-b.example, acme: true}\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := startServerArgs(t, "--config", cfg, "--data", filepath.Join(dir, "data"),
-		"--https-addr", "127.0.0.1:"+strconv.Itoa(httpsPort), "--dns-addr", "127.0.0.1:"+strconv.Itoa(dnsPort),
-		"--acme-ca", pebble.DirectoryURL, "--acme-ca-root", root, "--acme-challenges", "dns-01", "--admin-addr", "")
+	env := newACMESetup(t, "tenants:\n  - {domain: dns01-a.example, acme: true}\n  - {domain: dns01-b.example, acme: true}\n")
+	s := startServerArgs(t, append(env.args, "--acme-challenges", "dns-01", "--admin-addr", "")...)
 	deadline := time.Now().Add(30 * time.Second)
 	for _, d := range []string{"dns01-a.example", "dns01-b.example"} {
 		for st := s.acme.Status(d); st.State != "valid"; st = s.acme.Status(d) {
@@ -168,7 +171,7 @@ func TestServeACMEDNS01(t *testing.T) {
 		}
 	}
 	https, _, _ := s.addrs()
-	c, err := tls.Dial("tcp", https, &tls.Config{ServerName: "mra.dns01-a.example", RootCAs: pebble.IssuerRoots})
+	c, err := tls.Dial("tcp", https, &tls.Config{ServerName: "mra.dns01-a.example", RootCAs: env.pebble.IssuerRoots})
 	if err != nil {
 		t.Fatalf("handshake verified against Pebble's roots: %v", err)
 	}

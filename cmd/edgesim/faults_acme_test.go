@@ -4,13 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	mrand "math/rand/v2"
-	"os"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/edgesim/edgesim/acme/pebbletest"
 )
 
 // kill -9 while ACME writes its account, orders and certificates: the next start on the same
@@ -19,25 +14,14 @@ func TestFaultKillDuringACME(t *testing.T) {
 	if testing.Short() {
 		t.Skip("issues certificates through Pebble in two processes")
 	}
-	httpsPort, dnsPort := freeUDPPort(t), freeUDPPort(t)
-	pebble := pebbletest.Start(t, pebbletest.Options{Resolver: "127.0.0.1:" + strconv.Itoa(dnsPort), TLSPort: httpsPort})
-	dir := t.TempDir()
-	root := filepath.Join(dir, "pebble-root.pem")
-	if err := os.WriteFile(root, pebble.RootsPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
 	const n = 20
-	cfg := filepath.Join(dir, "tenants.yaml")
 	yaml := "tenants:\n"
 	for k := 1; k <= n; k++ {
 		yaml += fmt.Sprintf("  - {domain: kill-%d.example, acme: true}\n", k)
 	}
-	if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	args := []string{"--config", cfg, "--data", filepath.Join(dir, "data"), "--admin-addr", "",
-		"--https-addr", "127.0.0.1:" + strconv.Itoa(httpsPort), "--dns-addr", "127.0.0.1:" + strconv.Itoa(dnsPort),
-		"--acme-ca", pebble.DirectoryURL, "--acme-ca-root", root}
+	env := newACMESetup(t, yaml)
+	pebble := env.pebble
+	args := append(env.args, "--admin-addr", "")
 	issued := func(https string) int {
 		ok := 0
 		for k := 1; k <= n; k++ {
