@@ -212,6 +212,16 @@ func TestLoadRepairs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// as the upload writes: the CSR's key to key.next.pem, then cert.pem; csr.key still there
+	csrKey, ok := e.m.domains["consumed.example"]
+	if !ok || csrKey.csr == nil {
+		t.Fatal("no pending CSR for consumed.example")
+	}
+	ckp, err := keyPEM(csrKey.csr.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store("consumed.example", nextKeyFile, ckp)
 	store("consumed.example", certFile, ca.signCSR(t, []byte(in.CSR), nil))
 	// orphan.example: a CSR that stopped after csr.key
 	_, k3 := ca.issue(t, []string{"x.example"}, nil)

@@ -225,14 +225,19 @@ func (m *Manager) loadOne(ctx context.Context, d string) (*entry, error) {
 			}
 		}
 	}
-	if b, k := load(csrFile), keys[csrKeyFile]; b != nil && k != nil && certKeyFrom != csrKeyFile {
-		if blk, _ := pem.Decode(b); blk != nil && blk.Type == "CERTIFICATE REQUEST" {
-			if req, err := x509.ParseCertificateRequest(blk.Bytes); err == nil && samePublicKey(req.PublicKey, k.Public()) {
-				e.csr = &pendingCSR{der: blk.Bytes, req: req, key: k, created: md.CSRCreated}
+	// The CSR's key serving as the certificate's means the CSR was answered: the upload writes
+	// that key to key.next.pem and key.pem before it removes csr.key, so whichever file the key
+	// was found in, the CSR is no longer pending.
+	if k := keys[csrKeyFile]; k != nil && (e.cert == nil || !samePublicKey(e.cert.Leaf.PublicKey, k.Public())) {
+		if b := load(csrFile); b != nil {
+			if blk, _ := pem.Decode(b); blk != nil && blk.Type == "CERTIFICATE REQUEST" {
+				if req, err := x509.ParseCertificateRequest(blk.Bytes); err == nil && samePublicKey(req.PublicKey, k.Public()) {
+					e.csr = &pendingCSR{der: blk.Bytes, req: req, key: k, created: md.CSRCreated}
+				}
 			}
-		}
-		if e.csr == nil {
-			log.Warn("damaged CSR removed; make a new one")
+			if e.csr == nil {
+				log.Warn("damaged CSR removed; make a new one")
+			}
 		}
 	}
 
