@@ -426,6 +426,11 @@ func TestNoKeyMaterialInLogs(t *testing.T) {
 	truncated = append(truncated, []byte("\n-----END PRIVATE KEY-----\n")...)
 	writeFile(t, filepath.Join(h.dir, "a", KeyFile), truncated)
 	h.load(t)
+	// A block that decodes as PEM but not as a key, whose label carries key text.
+	lines := strings.Split(string(b.key), "\n")
+	label := lines[1][:28] + " PRIVATE KEY"
+	writeFile(t, filepath.Join(h.dir, "a", KeyFile), []byte("-----BEGIN "+label+"-----\nAAAA\n-----END "+label+"-----\n"))
+	h.load(t)
 	writeFile(t, filepath.Join(h.dir, "a", CertFile), append(a.key, a.crt...)) // a key inside tls.crt
 	writeFile(t, filepath.Join(h.dir, "a", KeyFile), a.key)
 	h.load(t)

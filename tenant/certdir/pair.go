@@ -207,17 +207,21 @@ func parseKey(b []byte) (crypto.Signer, error) {
 		}
 		var k any
 		var err error
+		format := "PKCS #8"
 		switch blk.Type {
 		case "RSA PRIVATE KEY":
 			k, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+			format = "PKCS #1 (RSA)"
 		case "EC PRIVATE KEY":
 			k, err = x509.ParseECPrivateKey(blk.Bytes)
+			format = "SEC 1 (EC)"
 		default:
 			k, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
 		}
 		if err != nil {
-			// The parser's message is not passed on: it is about the key's bytes.
-			return nil, fmt.Errorf("%s: the %s block cannot be parsed", KeyFile, blk.Type)
+			// Neither the parser's message nor the block's label is passed on: both come from
+			// the key file, and a damaged file can put key text in the label.
+			return nil, fmt.Errorf("%s: the private key cannot be parsed as %s; export it again as PEM", KeyFile, format)
 		}
 		s, ok := k.(crypto.Signer)
 		if !ok {
