@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -248,12 +249,36 @@ func readJSON(r *http.Request, v any, emptyOK bool) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fail(ErrBadRequest, "the request body is not the JSON expected: %v", err)
+		return fail(ErrBadRequest, "the request body is not the JSON expected: %s", jsonProblem(err))
 	}
 	if dec.More() {
 		return fail(ErrBadRequest, "the request body holds more than one JSON value")
 	}
 	return nil
+}
+
+// jsonProblem says what is wrong with a request body in words of its own: the decoder's messages
+// quote the body (an unknown field's name, the character at a syntax error), and a body may hold
+// a private key.
+func jsonProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be a JSON %s", typ.Field, typ.Type.Kind())
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		// A name like a field's (a typo) is worth naming; anything else might be key text.
+		if name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field ")); len(name) <= 24 &&
+			strings.Trim(name, "abcdefghijklmnopqrstuvwxyz_") == "" && name != "" {
+			return fmt.Sprintf("unknown field %q", name)
+		}
+		return "a field this request does not take (see 'edgesim domains -h' or the README for the fields)"
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return "the JSON ends too early"
+	}
+	return "it does not decode"
 }
 
 // readUpload takes {"certificate": PEM, "key": PEM} as JSON, or a PEM body (certificate chain,
@@ -272,8 +297,7 @@ func readUpload(r *http.Request) (certPEM, keyPEM []byte, err error) {
 		dec := json.NewDecoder(bytes.NewReader(b))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&body); err != nil {
-			// The decoder's message may quote a field name, never a value.
-			return nil, nil, fail(ErrBadRequest, `the request body is not the JSON expected ({"certificate": PEM, "key": PEM}): %v`, err)
+			return nil, nil, fail(ErrBadRequest, `the request body is not the JSON expected ({"certificate": PEM, "key": PEM}): %s`, jsonProblem(err))
 		}
 		return []byte(body.Certificate), []byte(body.Key), nil
 	}

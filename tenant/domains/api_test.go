@@ -419,3 +419,31 @@ func TestAPIACME(t *testing.T) {
 	assertNoKeys(t, e, [][]byte{key, acmeKey})
 	assertNoKeys(t, e2, [][]byte{key, acmeKey})
 }
+
+// TestJSONProblemQuotesNoBody: what the API says of a bad JSON body never repeats the body's
+// text, which may be a private key; a field name like a typo is still named.
+func TestJSONProblemQuotesNoBody(t *testing.T) {
+	const secret = "MIGHAgEAMBMGByqGSM49AgEGCCqG"
+	for _, body := range []string{`{"` + secret + `": 1}`, `{"domain": ` + secret + `}`, `{"domain": "x"` + secret, `[` + secret} {
+		var v struct {
+			Domain string `json:"domain"`
+		}
+		dec := json.NewDecoder(strings.NewReader(body))
+		dec.DisallowUnknownFields()
+		err := dec.Decode(&v)
+		if err == nil {
+			t.Fatalf("%s decoded", body)
+		}
+		if msg := jsonProblem(err); strings.Contains(msg, secret[:8]) || strings.Contains(msg, secret[len(secret)-8:]) {
+			t.Errorf("%s: %q repeats the body", body, msg)
+		}
+	}
+	dec := json.NewDecoder(strings.NewReader(`{"domian": "x"}`))
+	dec.DisallowUnknownFields()
+	var v struct {
+		Domain string `json:"domain"`
+	}
+	if msg := jsonProblem(dec.Decode(&v)); msg != `unknown field "domian"` {
+		t.Errorf("typo: %q", msg)
+	}
+}
