@@ -152,6 +152,11 @@ func Merge(rs ...*Results) (*Results, error) {
 		return out, nil
 	}
 
+	// Shards split the rate, count, concurrency and users of one run: the merged run has the
+	// sums. (Runs that are not shards of one run add up the same way; mergeNotes says so.)
+	// A shard, or a merge of shards, carries a part of the run's users.
+	part := func(r *Results) bool { return r.Settings.Shard != "" || r.Shards > 1 }
+	allShards := part(rs[0])
 	for _, r := range rs[1:] {
 		if r.Started.Before(out.Started) {
 			out.Started = r.Started
@@ -161,6 +166,13 @@ func Merge(rs ...*Results) (*Results, error) {
 		}
 		out.Settings.Rate += r.Settings.Rate
 		out.Settings.Count += r.Settings.Count
+		out.Settings.Concurrency += r.Settings.Concurrency
+		allShards = allShards && part(r)
+	}
+	if allShards { // disjoint users; separate runs may share theirs
+		for _, r := range rs[1:] {
+			out.Settings.Users += r.Settings.Users
+		}
 	}
 	out.ElapsedSeconds = out.Ended.Sub(out.Started).Seconds()
 	out.Settings.Shard = ""

@@ -18,6 +18,7 @@ func shardResults(t *testing.T, logins []fakeLogin, i, n int, end time.Time) *Re
 		mine = append(mine, logins[j])
 	}
 	set := fakeSettings(100/n, 60)
+	set.Users /= int64(n) // a shard's part of the users
 	set.Shard = string(rune('1'+i)) + "/" + string(rune('0'+n))
 	return buildResults(t, set, mine, end)
 }
@@ -109,7 +110,7 @@ func TestMergeShardsIsExact(t *testing.T) {
 	if !m.Started.Equal(fakeRunStart) || !m.Ended.Equal(end) || m.ElapsedSeconds != 60.5 {
 		t.Errorf("run %v to %v (%v s), want %v to %v (60.5 s)", m.Started, m.Ended, m.ElapsedSeconds, fakeRunStart, end)
 	}
-	if m.Settings.Rate != 100 || m.Settings.Shard != "" || m.Shards != 2 || len(m.Settings.Extra) != 0 {
+	if m.Settings.Rate != 100 || m.Settings.Users != whole.Settings.Users || m.Settings.Shard != "" || m.Shards != 2 || len(m.Settings.Extra) != 0 {
 		t.Errorf("settings %+v, shards %d", m.Settings, m.Shards)
 	}
 	if len(m.Driver) != 2 || m.Driver[0].Host != "load-1" || m.Driver[1].Host != "load-2" {
@@ -230,5 +231,22 @@ func TestReadResults(t *testing.T) {
 				t.Errorf("error %v, want ErrBadResults with %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Closed-model shards split --concurrency: the merged run has the sum.
+func TestMergeShardsSumConcurrency(t *testing.T) {
+	logins := fakeLogins(7, 100, 10)
+	end := fakeRunStart.Add(10 * time.Second)
+	a, b := shardResults(t, logins, 0, 2, end), shardResults(t, logins, 1, 2, end)
+	for r, c := range map[*Results]int{a: 4, b: 3} {
+		r.Settings.Model, r.Settings.Rate, r.Settings.Concurrency = "closed", 0, c
+	}
+	m, err := Merge(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Settings.Concurrency != 7 || m.Settings.Users != a.Settings.Users+b.Settings.Users {
+		t.Errorf("merged concurrency %d, users %d; want 7 and %d", m.Settings.Concurrency, m.Settings.Users, a.Settings.Users+b.Settings.Users)
 	}
 }
