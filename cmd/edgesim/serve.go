@@ -202,9 +202,15 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 
 	// Bind every listener before the (possibly long) certificate provisioning, so a taken port is
 	// reported at once. Nothing is accepted until the store is filled.
+	// ACME challenges are answered only when ACME can run (--acme-ca): otherwise nothing would
+	// ever publish one, and each handshake and zone build would still ask.
+	var alpnChallenge func(*tls.ClientHelloInfo) (*tls.Certificate, bool)
+	if o.acme.ca != "" {
+		alpnChallenge = s.challenges.ALPNCertificate
+	}
 	s.edge, err = proxy.New(proxy.Config{
 		HTTPSAddr: o.httpsAddr, XMPPAddr: o.xmppAddr, SIPAddr: o.sipAddr,
-		GetCertificate: s.store.GetCertificate, Tenants: dir, ACMEChallenge: s.challenges.ALPNCertificate,
+		GetCertificate: s.store.GetCertificate, Tenants: dir, ACMEChallenge: alpnChallenge,
 		CurvePreferences: tlsCfg.CurvePreferences, MinVersion: tlsCfg.MinVersion, SessionTicketKeys: ticketKeys,
 		HandshakeTimeout: o.handshakeTimeout, IdleTimeout: o.idleTimeout, MaxConns: o.maxConns,
 		Logger: log, Registerer: reg,
@@ -230,7 +236,9 @@ func startServer(o serveOptions, log *zap.Logger, reg *prometheus.Registry) (s *
 		}
 	}
 	zones := newTenantZones(dir, hp.Port(), []netip.Addr{advertise}, []netip.Addr{advertise})
-	zones.withTXT(s.challenges.TXT, s.challenges.TXTVersion)
+	if o.acme.ca != "" {
+		zones.withTXT(s.challenges.TXT, s.challenges.TXTVersion)
+	}
 	s.dns, err = dnssrv.New(dnssrv.Config{
 		Addr:       o.dnsAddr,
 		Zones:      zones,

@@ -72,3 +72,20 @@ func TestTenantZonesCacheFollowsTXT(t *testing.T) {
 		t.Fatal("a name below a tenant's apex is not a zone")
 	}
 }
+
+// A directory too big for the cache to help gets none, and its zones are built per query.
+func TestTenantZonesNoCacheWhenLarge(t *testing.T) {
+	dir, err := tenant.Synthetic(zoneCacheMaxTenants+1, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edge := []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+	zones := newTenantZones(dir, 8443, edge, edge)
+	if zones.cache != nil {
+		t.Fatalf("%d slots for %d tenants", len(zones.cache), dir.Len())
+	}
+	apex := tenant.SyntheticDomain(zoneCacheMaxTenants)
+	if z, ok := zones.Zone(apex); !ok || z.Origin != apex || len(z.SRV) != 1 {
+		t.Fatalf("Zone(%s) = %+v, %v", apex, z, ok)
+	}
+}
