@@ -48,7 +48,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) *udpServer {
 		u.wildcard = err6 == nil || err4 == nil
 		if !u.wildcard {
 			s.log.Warn("cannot learn the destination address of UDP queries; answers to a wildcard socket may come from another address",
-				zap.Error(err4))
+				zap.NamedError("ipv4", err4), zap.NamedError("ipv6", err6))
 		}
 	}
 	n := runtime.GOMAXPROCS(0)

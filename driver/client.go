@@ -473,11 +473,14 @@ func (l *login) edgeConfig(ctx context.Context) StepResult {
 // the handshake, and a client that never reads them has nothing to resume with.
 func (l *login) closeEdge(ctx context.Context) {
 	if l.sessions != nil {
-		ctx, cancel := context.WithTimeout(ctx, l.c.cfg.Timeout)
-		defer cancel()
-		if dl, ok := ctx.Deadline(); ok {
-			_ = l.conn.SetDeadline(dl)
+		dl := time.Now().Add(l.c.cfg.Timeout)
+		if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+			dl = d
 		}
+		_ = l.conn.SetDeadline(dl)
+		// A run that stops (drain, Ctrl-C) does not wait for a server that never closes.
+		stop := context.AfterFunc(ctx, func() { _ = l.conn.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
 		if l.conn.CloseWrite() == nil {
 			_, _ = io.Copy(io.Discard, l.conn)
 		}

@@ -159,10 +159,7 @@ func (l *dirLayer) set(host string, c *tls.Certificate) {
 	}
 	st.want = c
 	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
-	}
+	l.kickLater()
 }
 
 func (l *dirLayer) run(ctx context.Context, every time.Duration) {

@@ -105,7 +105,7 @@ func runBenchChild(args []string, run func(args []string, stdout, stderr io.Writ
 	}
 	var prof *cpuProfileOnBanner
 	if path := os.Getenv(benchChildCPUProfileEnv); path != "" {
-		prof = &cpuProfileOnBanner{w: os.Stdout, path: path}
+		prof = &cpuProfileOnBanner{w: stdout, path: path}
 		stdout = prof
 	}
 	if path := os.Getenv(benchChildMemProfileEnv); path != "" {
