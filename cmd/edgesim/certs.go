@@ -189,6 +189,24 @@ func printLint(w io.Writer, file string, role certlint.Role, chain []*x509.Certi
 
 // printable replaces control characters (names in a certificate are the issuer's bytes) so that
 // they cannot break the table or the terminal.
+// printableWriter writes through printable's filter, keeping line breaks and tabs: for output
+// that carries names from certificates, which are the issuer's bytes (Go accepts control
+// characters in a dNSName, so a crafted certificate could send escapes to the terminal).
+type printableWriter struct{ w io.Writer }
+
+func (p printableWriter) Write(b []byte) (int, error) {
+	clean := strings.Map(func(r rune) rune {
+		if r != '\n' && r != '\t' && unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, string(b))
+	if _, err := io.WriteString(p.w, clean); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
 func printable(s string) string {
 	return strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) {

@@ -368,3 +368,11 @@ func TestCertsExitStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintableWriter(t *testing.T) {
+	var b strings.Builder
+	n, err := printableWriter{&b}.Write([]byte("mra.example.com\x1b[31m\tok\n"))
+	if err != nil || n != 24 || b.String() != "mra.example.com?[31m\tok\n" {
+		t.Fatalf("wrote %q (%d, %v)", b.String(), n, err)
+	}
+}

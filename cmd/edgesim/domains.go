@@ -98,6 +98,7 @@ var domainsCommands = map[string]bool{"list": false, "add": true, "csr": true, "
 	"upload": true, "show": true, "delete": true, "acme": true} // command -> takes a DOMAIN
 
 func runDomains(args []string, stdout, stderr io.Writer) error {
+	stdout, stderr = printableWriter{stdout}, printableWriter{stderr} // names from certificates
 	g := domainsGlobal{admin: "http://" + defaultAdminAddr}
 	fs := newFlagSet("domains", domainsSynopsis, stderr)
 	g.register(fs)
@@ -309,7 +310,7 @@ func (c *adminClient) send(method, path string, body any) ([]byte, error) {
 	if resp.StatusCode/100 != 2 {
 		var ae domains.APIError
 		if json.Unmarshal(b, &ae) == nil && ae.Error != "" {
-			return nil, errors.New(ae.Error)
+			return nil, errors.New(printable(ae.Error)) // it may quote a certificate's names
 		}
 		return nil, fmt.Errorf("the admin API at %s answered %s; is --admin the URL the serve banner shows?", c.base, resp.Status)
 	}
