@@ -263,7 +263,7 @@ func (o *loadOptions) runUsers(ctx context.Context, users driver.Users, command,
 		}
 		all := users.Len()
 		if users = sh.Users(users); users == nil {
-			return nil, usagef("--shard %s: there are only %d users, so this shard has none", sh, all)
+			return nil, usagef("--shard %s: there are only %d user(s), so this shard has none; use fewer shards", sh, all)
 		}
 		rate /= float64(sh.N)
 		count = sh.Count(count)

@@ -115,8 +115,8 @@ func parseInterspersed(fs *flagSet, args []string) ([]string, error) {
 // readResultsFile reads one results file; its errors name the file.
 func readResultsFile(name string) (*driver.Results, error) {
 	f, err := os.Open(name)
-	if err != nil {
-		return nil, err // *PathError names the file
+	if err != nil { // *PathError names the file
+		return nil, fmt.Errorf("%w (give results files written by 'edgesim load --out')", err)
 	}
 	defer f.Close()
 	r, err := driver.ReadResults(f)
