@@ -5,10 +5,11 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/edgesim/edgesim/internal/san"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/edgesim/edgesim/internal/san"
 )
 
 // rules picks which certificate names identify a server, as the Jabber certificate validation

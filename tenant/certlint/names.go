@@ -2,9 +2,10 @@ package certlint
 
 import (
 	"crypto/x509"
-	"github.com/edgesim/edgesim/internal/san"
 	"net"
 	"strings"
+
+	"github.com/edgesim/edgesim/internal/san"
 )
 
 // otherNames are the otherName SANs crypto/x509 does not expose (internal/san reads them).
@@ -19,9 +20,6 @@ var (
 
 // parseOtherNames reads the xmppAddr and SRVName otherNames of cert. It never panics.
 func parseOtherNames(cert *x509.Certificate) otherNames { return san.Parse(cert) }
-
-// parseSANOtherNames adds the otherNames of a DER SubjectAltName extension value to out.
-func parseSANOtherNames(der []byte, out *otherNames) { san.ParseExtension(der, out) }
 
 // normName lower-cases a host name and drops spaces around it and one trailing dot.
 func normName(s string) string {

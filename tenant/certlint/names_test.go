@@ -14,6 +14,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/edgesim/edgesim/internal/san"
 )
 
 func TestWildcardProblem(t *testing.T) {
@@ -77,7 +79,7 @@ func TestSRVNameTarget(t *testing.T) {
 func TestParseSANOtherNames(t *testing.T) {
 	good := marshalSAN(t, []string{"a.example.com"}, nil, []otherName{xmppAddr("example.com"), srvName("_xmpp-server.example.com")})
 	var on otherNames
-	parseSANOtherNames(good, &on)
+	san.ParseExtension(good, &on)
 	if !slices.Equal(on.XMPPAddr, []string{"example.com"}) || !slices.Equal(on.SRVName, []string{"_xmpp-server.example.com"}) {
 		t.Errorf("parsed %+v", on)
 	}
@@ -106,7 +108,7 @@ func TestParseSANOtherNames(t *testing.T) {
 	}
 	for name, der := range malformed {
 		var on otherNames
-		parseSANOtherNames(der, &on) // must not panic
+		san.ParseExtension(der, &on) // must not panic
 		if len(on.XMPPAddr)+len(on.SRVName) != 0 {
 			t.Errorf("%s: parsed %+v from malformed input", name, on)
 		}
@@ -118,7 +120,7 @@ func FuzzParseSANOtherNames(f *testing.F) {
 	f.Add([]byte{0x30, 0x04, 0xa0, 0x02, 0x05, 0x00})
 	f.Fuzz(func(t *testing.T, der []byte) {
 		var on otherNames
-		parseSANOtherNames(der, &on)
+		san.ParseExtension(der, &on)
 	})
 }
 

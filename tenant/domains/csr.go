@@ -307,15 +307,6 @@ func digestName(a x509.SignatureAlgorithm) string {
 	return strings.ToLower(a.String())
 }
 
-// CSRPEM returns the pending CSR of domain as PEM.
-func (m *Manager) CSRPEM(domain string) ([]byte, error) {
-	in, err := m.PendingCSR(domain)
-	if err != nil {
-		return nil, err
-	}
-	return []byte(in.CSR), nil
-}
-
 // PendingCSR describes the pending CSR of domain.
 func (m *Manager) PendingCSR(domain string) (CSRInfo, error) {
 	m.mu.Lock()
