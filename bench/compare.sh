@@ -257,12 +257,15 @@ for p in $PEERS; do [ -n "${why_not[$p]:-}" ] && echo "why $p ${why_not[$p]}" >>
 if ! skipped startup; then
   for n in $SIZES; do
     data=$DATA_PREFIX-$n
-    if [ ! -d "$data/certs/ecdsa-p256" ]; then
+    # .complete is written once an issuing run has printed its banner: a directory left by one
+    # that was stopped half-way is issued again, not timed as warm.
+    if [ ! -f "$data/.complete" ]; then
       log "issuing $n tenants' certificates into $data (once; start-up is measured with this warm data dir)"
       "$work/edgesim" serve --tenants "$n" --key-type ecdsa-p256 --data "$data" --https-addr 127.0.0.1:0 \
         --xmpp-addr 127.0.0.1:0 --sip-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --admin-addr 127.0.0.1:0 >"$work/issue.log" 2>&1 &
       ipid=$!; pids+=("$ipid")
       for _ in $(seq 18000); do grep -q 'press Ctrl-C' "$work/issue.log" && break; kill -0 $ipid 2>/dev/null || break; sleep 0.1; done
+      grep -q 'press Ctrl-C' "$work/issue.log" && touch "$data/.complete"
       stop_pid "$ipid"
     fi
     for run in $(seq "$RUNS"); do
@@ -339,7 +342,7 @@ if ! skipped dns && [ -z "${why_not[dnsperf]:-}" ]; then
   edns_port=$(free_port)
   data=$DATA_PREFIX-$DNS_TENANTS
   dns_query() { # dns_query LABEL PID PORT
-    local t0 t1 out
+    local t0 t1 out lost
     t0=$(cpu_ticks "$2")
     out=$("${on1[@]}" dnsperf -s 127.0.0.1 -p "$3" -d "$z/queries" -l "$DNS_SECONDS" -c 1 2>&1) || true
     t1=$(cpu_ticks "$2")
@@ -348,7 +351,7 @@ if ! skipped dns && [ -z "${why_not[dnsperf]:-}" ]; then
     qps=$(echo "$out" | awk '/Queries per second:/ {print $4}')
     lost=$(echo "$out" | awk '/Queries lost:/ {print $3}')
     if [ -z "$done" ] || [ "$done" = 0 ]; then log "dnsperf against $1: $(echo "$out" | tail -3)"; return; fi
-    echo "dns $1 $DNS_TENANTS $(awk -v t=$((t1 - t0)) -v q="$done" 'BEGIN {printf "%.2f", t * 10000 / q}') $qps ${lost:-0} $(rss_mb "$2")" >>"$R"
+    echo "dns $1 $DNS_TENANTS $(awk -v t=$((t1 - t0)) -v q="$done" -v hz="$(getconf CLK_TCK)" 'BEGIN {printf "%.2f", t * 1e6 / hz / q}') $qps ${lost:-0} $(rss_mb "$2")" >>"$R"
   }
   for run in $(seq "$RUNS"); do
     log "DNS, run $run of $RUNS: edgesim, NSD"
