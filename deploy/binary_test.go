@@ -235,7 +235,7 @@ func TestDockerfile(t *testing.T) {
 	if u, _, _ := strings.Cut(user, ":"); u == "" || u == "root" || u == "0" {
 		t.Errorf("USER %q: want a non-root user", user)
 	}
-	want := []string{"8443", "5222", "5061", "5353/udp", "5353/tcp", "9100", "9180"}
+	want := []string{"8443", "5222", "5061", "5353/udp", "5353/tcp", "9100"}
 	if !slices.Equal(exposes, want) {
 		t.Errorf("EXPOSE %q, want %q", exposes, want)
 	}
