@@ -73,7 +73,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if cfg.DNS != "" {
 		host, port, err := net.SplitHostPort(cfg.DNS)
-		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n < 1 || n > 65535 {
+		if _, ok := parsePort(port); err != nil || host == "" || !ok {
 			return nil, fmt.Errorf("--dns %q: want the DNS server as host:port with a port from 1 to 65535, like 127.0.0.1:5353", cfg.DNS)
 		}
 	}

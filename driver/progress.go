@@ -311,7 +311,7 @@ type liveLine struct {
 	target   float64 // logins per second asked for; 0 for the closed model
 	written  bool
 	every    time.Duration // plain lines: how often
-	tens     time.Duration // plain lines: the last period one was written in
+	period   time.Duration // plain lines: the last period one was written in
 	draining *atomic.Bool  // scheduling has stopped: only logins in flight are left
 }
 
@@ -334,9 +334,9 @@ func (l *liveLine) write(elapsed time.Duration, rate float64, s snapshot) {
 		}
 		fmt.Fprintf(l.w, "\r%s\x1b[K", text)
 		l.written = true
-	case elapsed/l.every > l.tens:
+	case elapsed/l.every > l.period:
 		fmt.Fprintln(l.w, text)
-		l.written, l.tens = true, elapsed/l.every
+		l.written, l.period = true, elapsed/l.every
 	}
 }
 
@@ -349,11 +349,11 @@ func (l *liveLine) end() {
 
 // formatLine is the live line, like
 //
-//	12s  rate 200/200/s  in flight 14  done 2,390  p50 3.1ms  p99 12.4ms  errors: platform-cert 3, timeout 1
+//	12s  started 200/s of 200/s  in flight 14  done 2,390  p50 3.1ms  p99 12.4ms  errors: platform-cert 3, timeout 1
 //
-// rate is target/achieved over the last second (achieved alone in the closed model), p50 and
-// p99 are those of the logins that finished in the last whole second, errors are by class since
-// the start, most frequent first.
+// "started" is the rate logins started at over the last second, then the target ("draining"
+// once no more start; no target in the closed model), p50 and p99 are those of the logins that
+// finished in the last whole second, errors are by class since the start, most frequent first.
 func formatLine(elapsed time.Duration, target, rate float64, s snapshot) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%6s  ", liveElapsed(elapsed))
