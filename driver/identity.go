@@ -36,30 +36,6 @@ var (
 // parseOtherNames reads the xmppAddr and SRVName otherNames of cert. It never panics.
 func parseOtherNames(cert *x509.Certificate) otherNames { return san.Parse(cert) }
 
-// normName lower-cases a host name and drops one trailing dot.
-func normName(s string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
-}
-
-// matchName reports whether a certificate name matches host: case-insensitive, trailing dot
-// ignored, and a wildcard allowed only as the whole left-most label of a name with at least two
-// more labels ("*.example.com" matches "a.example.com", not "example.com" nor "a.b.example.com";
-// "f*.example.com" matches nothing).
-func matchName(pattern, host string) bool {
-	pattern, host = normName(pattern), normName(host)
-	if pattern == "" || host == "" {
-		return false
-	}
-	if rest, ok := strings.CutPrefix(pattern, "*."); ok {
-		if !strings.Contains(rest, ".") || strings.Contains(rest, "*") {
-			return false
-		}
-		label, tail, ok := strings.Cut(host, ".")
-		return ok && label != "" && tail == rest
-	}
-	return !strings.Contains(pattern, "*") && pattern == host
-}
-
 // srvNameTarget strips the leading "_service" (and "_proto") labels of an SRVName.
 func srvNameTarget(s string) string {
 	for strings.HasPrefix(s, "_") {
@@ -85,22 +61,22 @@ func namesHost(leaf *x509.Certificate, host string, r rules) (string, bool) {
 	if r == rulesXMPP {
 		on := parseOtherNames(leaf)
 		for _, a := range on.XMPPAddr {
-			if normName(a) == normName(host) {
+			if san.NormName(a) == san.NormName(host) {
 				return "SAN xmppAddr " + a, true
 			}
 		}
 		for _, s := range on.SRVName {
-			if t := srvNameTarget(s); t != "" && normName(t) == normName(host) {
+			if t := srvNameTarget(s); t != "" && san.NormName(t) == san.NormName(host) {
 				return "SAN SRVName " + s, true
 			}
 		}
 	}
 	for _, d := range leaf.DNSNames {
-		if matchName(d, host) {
+		if san.MatchName(d, host) {
 			return "SAN dNSName " + d, true
 		}
 	}
-	if cn := leaf.Subject.CommonName; cn != "" && matchName(cn, host) {
+	if cn := leaf.Subject.CommonName; cn != "" && san.MatchName(cn, host) {
 		return "Subject CN " + cn, true
 	}
 	return "", false
@@ -191,10 +167,10 @@ func verifyPeer(chain []*x509.Certificate, host, edgeHost string, r rules, roots
 	}
 	leaf := chain[0]
 	_, hostOK := namesHost(leaf, host, r)
-	if !hostOK && edgeHost != "" && normName(edgeHost) != normName(host) {
+	if !hostOK && edgeHost != "" && san.NormName(edgeHost) != san.NormName(host) {
 		if _, ok := namesHost(leaf, edgeHost, r); ok {
 			return ClassPlatformCert, fmt.Sprintf("the edge presented its platform certificate (%s): no domain certificate for %s",
-				normName(edgeHost), normName(host))
+				san.NormName(edgeHost), san.NormName(host))
 		}
 	}
 	opts := x509.VerifyOptions{
@@ -213,7 +189,7 @@ func verifyPeer(chain []*x509.Certificate, host, edgeHost string, r rules, roots
 	}
 	if !hostOK {
 		return ClassNameMismatch, fmt.Sprintf("the certificate does not name %s: it names %s (%s rules)",
-			normName(host), certNames(leaf, r), rulesName(r))
+			san.NormName(host), certNames(leaf, r), rulesName(r))
 	}
 	return ClassNone, describeCert(leaf)
 }
@@ -235,9 +211,9 @@ func classifyVerifyError(err error, leaf *x509.Certificate, host string, now tim
 		if c == nil {
 			c = leaf
 		}
-		what := "certificate for " + normName(host)
+		what := "certificate for " + san.NormName(host)
 		if c != leaf {
-			what = "certificate " + c.Subject.String() + " in the chain for " + normName(host)
+			what = "certificate " + c.Subject.String() + " in the chain for " + san.NormName(host)
 		}
 		if now.Before(c.NotBefore) {
 			return ClassExpired, fmt.Sprintf("%s is not valid before %s (now %s)", what, day(c.NotBefore), day(now))
@@ -253,19 +229,19 @@ func classifyVerifyError(err error, leaf *x509.Certificate, host string, now tim
 		switch {
 		case c == leaf && bytes.Equal(c.RawSubject, c.RawIssuer):
 			return ClassUntrusted, fmt.Sprintf("certificate for %s is self-signed (%s) and not a trusted root",
-				normName(host), c.Subject.String())
+				san.NormName(host), c.Subject.String())
 		case bytes.Equal(c.RawSubject, c.RawIssuer):
 			return ClassUntrusted, fmt.Sprintf("certificate for %s chains to the root %q, which is not trusted (if it is yours, pass its PEM file with --ca)",
-				normName(host), c.Subject.String())
+				san.NormName(host), c.Subject.String())
 		}
 		return ClassUntrusted, fmt.Sprintf("certificate for %s was issued by %q, which is not a trusted authority (pass the issuing CA's PEM file with --ca)",
-			normName(host), issuerName(c))
+			san.NormName(host), issuerName(c))
 	}
 	var sr x509.SystemRootsError
 	if errors.As(err, &sr) {
 		return ClassUntrusted, "no trusted roots to check the certificate against: " + err.Error()
 	}
-	return ClassUntrusted, fmt.Sprintf("certificate for %s did not verify: %v", normName(host), err)
+	return ClassUntrusted, fmt.Sprintf("certificate for %s did not verify: %v", san.NormName(host), err)
 }
 
 // checkEdgeDomain is Jabber's extra check: the service domain the user typed must be among the
@@ -273,26 +249,26 @@ func classifyVerifyError(err error, leaf *x509.Certificate, host string, now tim
 // otherName _collab-edge._tls.<domain>. A wildcard SAN does not count. On failure the class is
 // ClassEdgeDomain and the detail follows Jabber's message.
 func checkEdgeDomain(leaf *x509.Certificate, domain string) (Class, string) {
-	d := normName(domain)
+	d := san.NormName(domain)
 	srv := "_collab-edge._tls." + d
 	if leaf == nil {
 		return ClassEdgeDomain, fmt.Sprintf("Edge domain '%s' not checked: the edge presented no certificate", d)
 	}
 	var wild []string
 	for _, n := range leaf.DNSNames {
-		switch normName(n) {
+		switch san.NormName(n) {
 		case d:
 			return ClassNone, fmt.Sprintf("edge domain %s is in the certificate as dNSName %s", d, n)
 		case "collab-edge." + d:
 			return ClassNone, fmt.Sprintf("edge domain %s is in the certificate as dNSName %s (CollabEdgeDNS form)", d, n)
 		}
-		if strings.HasPrefix(n, "*") && (matchName(n, d) || matchName(n, "collab-edge."+d)) {
+		if strings.HasPrefix(n, "*") && (san.MatchName(n, d) || san.MatchName(n, "collab-edge."+d)) {
 			wild = append(wild, n)
 		}
 	}
 	on := parseOtherNames(leaf)
 	for _, s := range on.SRVName {
-		if normName(s) == srv {
+		if san.NormName(s) == srv {
 			return ClassNone, fmt.Sprintf("edge domain %s is in the certificate as SRVName %s", d, s)
 		}
 	}

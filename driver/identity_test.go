@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/edgesim/edgesim/internal/san"
 )
 
 func TestMatchName(t *testing.T) {
@@ -32,8 +34,8 @@ func TestMatchName(t *testing.T) {
 		{"*.", "a.", false},
 	}
 	for _, tc := range tests {
-		if got := matchName(tc.pattern, tc.host); got != tc.want {
-			t.Errorf("matchName(%q, %q) = %v, want %v", tc.pattern, tc.host, got, tc.want)
+		if got := san.MatchName(tc.pattern, tc.host); got != tc.want {
+			t.Errorf("san.MatchName(%q, %q) = %v, want %v", tc.pattern, tc.host, got, tc.want)
 		}
 	}
 }

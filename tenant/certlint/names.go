@@ -21,58 +21,6 @@ var (
 // parseOtherNames reads the xmppAddr and SRVName otherNames of cert. It never panics.
 func parseOtherNames(cert *x509.Certificate) otherNames { return san.Parse(cert) }
 
-// normName lower-cases a host name and drops spaces around it and one trailing dot.
-func normName(s string) string {
-	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(s), "."))
-}
-
-// matchName reports whether the certificate name pattern matches host: case-insensitive,
-// trailing dot ignored, and a wildcard honoured only where wildcardProblem finds none, matching
-// exactly one label ("*.example.com" matches "a.example.com", not "example.com" nor
-// "a.b.example.com").
-func matchName(pattern, host string) bool {
-	pattern, host = normName(pattern), normName(host)
-	if pattern == "" || host == "" {
-		return false
-	}
-	if !strings.Contains(pattern, "*") {
-		return pattern == host
-	}
-	if wildcardProblem(pattern) != "" {
-		return false
-	}
-	label, tail, ok := strings.Cut(host, ".")
-	return ok && label != "" && tail == pattern[2:]
-}
-
-// wildcardProblem says what is wrong with where name puts its '*', or "" when name has no
-// wildcard or has it as the whole left-most label of a name with at least two more labels.
-func wildcardProblem(name string) string {
-	name = normName(name)
-	if !strings.Contains(name, "*") {
-		return ""
-	}
-	labels := strings.Split(name, ".")
-	if labels[0] != "*" {
-		if strings.Contains(labels[0], "*") {
-			return "'*' must be the whole left-most label, not part of it"
-		}
-		return "'*' is allowed only in the left-most label"
-	}
-	for _, l := range labels[1:] {
-		if strings.Contains(l, "*") {
-			return "only one '*' is allowed, as the left-most label"
-		}
-		if l == "" {
-			return "empty label after the wildcard"
-		}
-	}
-	if len(labels) < 3 {
-		return "a wildcard needs at least two labels after it (it would cover a whole top-level domain)"
-	}
-	return ""
-}
-
 // srvNameTarget strips the leading "_service" (and "_proto") labels of an SRVName.
 func srvNameTarget(s string) string {
 	for strings.HasPrefix(s, "_") {
@@ -100,22 +48,22 @@ func jabberMatch(leaf *x509.Certificate, host string, role Role) (how string, by
 	if role == RoleXMPP {
 		on := parseOtherNames(leaf)
 		for _, a := range on.XMPPAddr {
-			if normName(a) == normName(host) {
+			if san.NormName(a) == san.NormName(host) {
 				return "SAN xmppAddr " + a, false, true
 			}
 		}
 		for _, s := range on.SRVName {
-			if t := srvNameTarget(normName(s)); t != "" && t == normName(host) {
+			if t := srvNameTarget(san.NormName(s)); t != "" && t == san.NormName(host) {
 				return "SAN SRVName " + s, false, true
 			}
 		}
 	}
 	for _, d := range leaf.DNSNames {
-		if matchName(d, host) {
+		if san.MatchName(d, host) {
 			return "SAN dNSName " + d, false, true
 		}
 	}
-	if cn := leaf.Subject.CommonName; matchName(cn, host) {
+	if cn := leaf.Subject.CommonName; san.MatchName(cn, host) {
 		return "Subject CN " + cn, true, true
 	}
 	return "", false, false
@@ -125,7 +73,7 @@ func jabberMatch(leaf *x509.Certificate, host string, role Role) (how string, by
 // returns it as spelled in the certificate.
 func hasDNSName(leaf *x509.Certificate, name string) (string, bool) {
 	for _, d := range leaf.DNSNames {
-		if normName(d) == normName(name) {
+		if san.NormName(d) == san.NormName(name) {
 			return d, true
 		}
 	}
@@ -136,7 +84,7 @@ func hasDNSName(leaf *x509.Certificate, name string) (string, bool) {
 func wildcardCovering(leaf *x509.Certificate, name string) []string {
 	var out []string
 	for _, d := range leaf.DNSNames {
-		if strings.Contains(d, "*") && matchName(d, name) {
+		if strings.Contains(d, "*") && san.MatchName(d, name) {
 			out = append(out, d)
 		}
 	}

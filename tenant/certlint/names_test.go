@@ -36,8 +36,8 @@ func TestWildcardProblem(t *testing.T) {
 		{"*..com", false},
 	}
 	for _, tt := range tests {
-		if p := wildcardProblem(tt.name); (p == "") != tt.ok {
-			t.Errorf("wildcardProblem(%q) = %q, want ok=%v", tt.name, p, tt.ok)
+		if p := san.WildcardProblem(tt.name); (p == "") != tt.ok {
+			t.Errorf("san.WildcardProblem(%q) = %q, want ok=%v", tt.name, p, tt.ok)
 		}
 	}
 }
@@ -57,8 +57,8 @@ func TestMatchName(t *testing.T) {
 		{"example.com", "", false},
 	}
 	for _, tt := range tests {
-		if got := matchName(tt.pattern, tt.host); got != tt.want {
-			t.Errorf("matchName(%q, %q) = %v, want %v", tt.pattern, tt.host, got, tt.want)
+		if got := san.MatchName(tt.pattern, tt.host); got != tt.want {
+			t.Errorf("san.MatchName(%q, %q) = %v, want %v", tt.pattern, tt.host, got, tt.want)
 		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/edgesim/edgesim/internal/san"
 )
 
 // checkSAN is RuleSAN: every name in o must be covered. Expressway roles read the SAN list only
@@ -43,7 +45,7 @@ func checkSAN(leaf *x509.Certificate, o Options) Rule {
 			note(coverLiteral(leaf, l.what, n))
 		}
 	}
-	if h := normName(o.Host); h != "" {
+	if h := san.NormName(o.Host); h != "" {
 		note(coverHost(leaf, h, o.Role))
 	}
 	switch {
@@ -75,7 +77,7 @@ func checkSAN(leaf *x509.Certificate, o Options) Rule {
 func cleanNames(in []string) []string {
 	var out []string
 	for _, n := range in {
-		if n = normName(n); n != "" {
+		if n = san.NormName(n); n != "" {
 			out = append(out, n)
 		}
 	}
@@ -100,7 +102,7 @@ func coverDomain(leaf *x509.Certificate, on otherNames, d string, role Role) (bo
 		return true, fmt.Sprintf("%s as dNSName %s (CollabEdgeDNS form)", what, collab)
 	}
 	for _, s := range on.SRVName {
-		if normName(s) == collabEdgeSRV+d {
+		if san.NormName(s) == collabEdgeSRV+d {
 			return true, fmt.Sprintf("%s as SRVName %s (Jabber accepts it; Expressway's own CSR writes dNSNames)", what, s)
 		}
 	}
@@ -111,7 +113,7 @@ func coverDomain(leaf *x509.Certificate, on otherNames, d string, role Role) (bo
 		msg = fmt.Sprintf("Edge domain '%s' and corresponding SRVName '%s%s' not found in certificate SAN list (Jabber's edge-domain check: dNSName %s, dNSName %s%s or that SRVName)",
 			d, collabEdgeSRV, d, d, collabEdgeLabel, d)
 	}
-	if cn := normName(leaf.Subject.CommonName); cn == d || cn == collabEdgeLabel+d {
+	if cn := san.NormName(leaf.Subject.CommonName); cn == d || cn == collabEdgeLabel+d {
 		if role.expressway() {
 			msg += fmt.Sprintf("; it is only in the Subject CN (%s), and Expressway checks SAN, not CN", leaf.Subject.CommonName)
 		} else {
@@ -137,7 +139,7 @@ func coverLiteral(leaf *x509.Certificate, what, name string) (bool, string) {
 // the CN, or only a wildcard covers it.
 func missingNotes(leaf *x509.Certificate, name string) string {
 	var s string
-	if normName(leaf.Subject.CommonName) == name {
+	if san.NormName(leaf.Subject.CommonName) == name {
 		s += fmt.Sprintf("; it is only in the Subject CN (%s), and Expressway checks SAN, not CN", leaf.Subject.CommonName)
 	}
 	if w := wildcardCovering(leaf, name); len(w) > 0 {
@@ -180,7 +182,7 @@ func checkCollabEdge(leaf *x509.Certificate, o Options) Rule {
 	domains := cleanNames(o.Domains)
 	if len(domains) == 0 {
 		for _, d := range leaf.DNSNames {
-			if strings.HasPrefix(normName(d), collabEdgeLabel) {
+			if strings.HasPrefix(san.NormName(d), collabEdgeLabel) {
 				used = append(used, d)
 			}
 		}
@@ -265,7 +267,7 @@ func checkWildcard(leaf *x509.Certificate, role Role) Rule {
 	}
 	var bad, good []string
 	for _, w := range wild {
-		if p := wildcardProblem(w.n); p != "" {
+		if p := san.WildcardProblem(w.n); p != "" {
 			bad = append(bad, fmt.Sprintf("%s %s: %s", w.where, w.n, p))
 		} else {
 			good = append(good, w.n)

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/edgesim/edgesim/internal/san"
 )
 
 // upload is a parsed certificate upload.
@@ -267,20 +269,11 @@ func coveredHosts(c *x509.Certificate, hosts []string) []string {
 	var out []string
 	for _, h := range hosts {
 		for _, n := range c.DNSNames {
-			if nameMatches(strings.ToLower(n), h) {
+			if san.MatchName(n, h) {
 				out = append(out, h)
 				break
 			}
 		}
 	}
 	return out
-}
-
-func nameMatches(pattern, host string) bool {
-	pattern = strings.TrimSuffix(pattern, ".")
-	if parent, ok := strings.CutPrefix(pattern, "*."); ok {
-		label, rest, found := strings.Cut(host, ".")
-		return found && label != "" && rest == parent && !strings.Contains(parent, "*")
-	}
-	return pattern == host
 }
