@@ -206,13 +206,7 @@ func mkdirPrivate(dir string, tighten bool) error {
 }
 
 // readOptional reads path; a missing file is (nil, nil).
-func readOptional(path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	return data, err
-}
+func readOptional(path string) ([]byte, error) { return readOptionalInto(new(bytes.Buffer), path) }
 
 // readBuffers holds the buffers bundles are read into. A bundle is parsed into fresh copies and
 // then dropped, so one buffer per worker serves every bundle: os.ReadFile's fresh buffer per file
