@@ -214,7 +214,7 @@ func readOptional(path string) ([]byte, error) { return readOptionalInto(new(byt
 var readBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // readOptionalInto reads path into buf (reset first) and returns its bytes, valid until buf is
-// used again; a missing file is (nil, nil).
+// used again; a missing file is (nil, nil), an empty one a non-nil empty slice.
 func readOptionalInto(buf *bytes.Buffer, path string) ([]byte, error) {
 	buf.Reset()
 	f, err := os.Open(path)
@@ -230,6 +230,9 @@ func readOptionalInto(buf *bytes.Buffer, path string) ([]byte, error) {
 	}
 	if _, err := buf.ReadFrom(f); err != nil {
 		return nil, err
+	}
+	if buf.Len() == 0 {
+		return []byte{}, nil // present but empty: not nil, which means missing
 	}
 	return buf.Bytes(), nil
 }

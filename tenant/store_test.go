@@ -111,3 +111,17 @@ func FuzzParseKeyPEM(f *testing.F) {
 		}
 	})
 }
+
+func TestReadOptional(t *testing.T) {
+	dir := t.TempDir()
+	if b, err := readOptional(filepath.Join(dir, "missing")); b != nil || err != nil {
+		t.Fatalf("missing file: %v, %v", b, err)
+	}
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := readOptional(empty); b == nil || len(b) != 0 || err != nil {
+		t.Fatalf("empty file: %v, %v (want a non-nil empty slice: present, not missing)", b, err)
+	}
+}
